@@ -1,0 +1,24 @@
+# Warnings every skiff target is built with (STYLE.md: warnings as errors in CI).
+set(SKIFF_WARNINGS -Wall -Wextra -Wconversion -Wshadow -Wno-missing-field-initializers)
+if(SKIFF_WERROR)
+  list(APPEND SKIFF_WARNINGS -Werror)
+endif()
+
+# skiff_library(name SOURCES ... DEPS ...): a static library for one layer.
+function(skiff_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/src ${CMAKE_BINARY_DIR}/generated)
+  target_compile_options(${name} PRIVATE ${SKIFF_WARNINGS})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# skiff_test(name SOURCES ... DEPS ...): a GoogleTest executable registered with CTest.
+function(skiff_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_compile_options(${name} PRIVATE ${SKIFF_WARNINGS} -Wno-conversion)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 30 PROPERTIES LABELS "${ARG_LABELS}")
+endfunction()

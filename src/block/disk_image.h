@@ -1,0 +1,48 @@
+// DiskImage: what a virtual disk front end (virtio-blk, skiff-img) needs from
+// an image format. Raw and qcow2 implement it; they know nothing about
+// virtio (STYLE.md §4). Offsets and lengths are in bytes of the virtual disk.
+// Callers check guest-supplied ranges against size() before calling; images
+// check again and fail the request, never read or write outside their file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/result.h"
+
+namespace skiff {
+
+// What one extent of the virtual disk holds (for map, convert, compare).
+struct ExtentStatus {
+  uint64_t length = 0;       // bytes from the queried offset with this status
+  bool allocated = false;    // data comes from this image (not backing / unallocated)
+  bool zero = false;         // reads as zeroes
+  bool data = false;         // has data somewhere in the chain
+  int depth = 0;             // 0 = this image, 1 = its backing file, ...
+  uint64_t host_offset = 0;  // offset in the file that holds it (0 if none)
+  bool compressed = false;
+};
+
+class DiskImage {
+ public:
+  virtual ~DiskImage() = default;
+
+  [[nodiscard]] virtual uint64_t size() const = 0;
+  [[nodiscard]] virtual bool read_only() const = 0;
+  [[nodiscard]] virtual std::string format() const = 0;  // "raw", "qcow2"
+
+  [[nodiscard]] virtual Result<> read(uint64_t offset, std::span<uint8_t> out) = 0;
+  [[nodiscard]] virtual Result<> write(uint64_t offset, std::span<const uint8_t> in) = 0;
+  // Makes every acknowledged write durable (data and metadata on stable storage).
+  [[nodiscard]] virtual Result<> flush() = 0;
+  // The range's contents become unspecified (zeroes or old data); space may be freed.
+  [[nodiscard]] virtual Result<> discard(uint64_t offset, uint64_t length) = 0;
+  // The range reads as zeroes afterwards; may_unmap allows freeing the space.
+  [[nodiscard]] virtual Result<> write_zeroes(uint64_t offset, uint64_t length,
+                                              bool may_unmap) = 0;
+  [[nodiscard]] virtual Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) = 0;
+};
+
+}  // namespace skiff

@@ -1,0 +1,56 @@
+#include "memory/guest_memory.h"
+
+#include <algorithm>
+
+namespace skiff {
+
+Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
+  std::sort(regions.begin(), regions.end(),
+            [](const MemoryRegion& a, const MemoryRegion& b) { return a.gpa < b.gpa; });
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto& r = regions[i];
+    if (r.size == 0 || r.host == nullptr) return fail("memory region at {:#x} is empty", r.gpa);
+    if (r.gpa + r.size < r.gpa) return fail("memory region at {:#x} wraps around", r.gpa);
+    if (i > 0 && regions[i - 1].gpa + regions[i - 1].size > r.gpa)
+      return fail("memory regions at {:#x} and {:#x} overlap", regions[i - 1].gpa, r.gpa);
+  }
+  return GuestMemory(std::move(regions));
+}
+
+const MemoryRegion* GuestMemory::find(uint64_t gpa, uint64_t len) const {
+  uint64_t end = gpa + len;
+  if (end < gpa) return nullptr;  // overflow
+  // Few regions (2-8): a linear scan beats a binary search here.
+  for (const auto& r : regions_) {
+    if (gpa >= r.gpa && end <= r.gpa + r.size && gpa - r.gpa <= r.size) return &r;
+  }
+  return nullptr;
+}
+
+bool GuestMemory::contains(uint64_t gpa, uint64_t len) const { return find(gpa, len) != nullptr; }
+
+Result<std::span<uint8_t>> GuestMemory::slice(uint64_t gpa, uint64_t len) const {
+  const MemoryRegion* r = find(gpa, len);
+  if (r == nullptr) return fail("guest range [{:#x}, +{:#x}) is not RAM", gpa, len);
+  return std::span<uint8_t>(r->host + (gpa - r->gpa), static_cast<size_t>(len));
+}
+
+Result<> GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) const {
+  auto s = SKIFF_TRY(slice(gpa, out.size()));
+  std::memcpy(out.data(), s.data(), out.size());
+  return {};
+}
+
+Result<> GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) const {
+  auto s = SKIFF_TRY(slice(gpa, in.size()));
+  std::memcpy(s.data(), in.data(), in.size());
+  return {};
+}
+
+uint64_t GuestMemory::total_size() const {
+  uint64_t t = 0;
+  for (const auto& r : regions_) t += r.size;
+  return t;
+}
+
+}  // namespace skiff

@@ -1,0 +1,70 @@
+// GuestMemory: the one door into guest memory (STYLE.md §1). Every guest
+// physical address that skiff touches is turned into host bytes here, after
+// checking that the whole range [gpa, gpa + len) lies inside one RAM region
+// and that gpa + len does not overflow. Nothing else does pointer arithmetic
+// on guest addresses.
+//
+// GuestMemory does not own the host mappings (GuestRam does); it is a cheap
+// view that unit tests build over plain buffers.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "base/result.h"
+
+namespace skiff {
+
+struct MemoryRegion {
+  uint64_t gpa = 0;       // guest physical start
+  uint64_t size = 0;      // bytes
+  uint8_t* host = nullptr;  // host address of gpa
+};
+
+class GuestMemory {
+ public:
+  GuestMemory() = default;
+
+  // Regions must be non-empty and must not overlap in guest space.
+  [[nodiscard]] static Result<GuestMemory> create(std::vector<MemoryRegion> regions);
+
+  // Host bytes for [gpa, gpa + len); the range must lie within one region.
+  // len == 0 is allowed and yields an empty span if gpa is inside RAM or at
+  // a region's end.
+  [[nodiscard]] Result<std::span<uint8_t>> slice(uint64_t gpa, uint64_t len) const;
+
+  [[nodiscard]] Result<> read(uint64_t gpa, std::span<uint8_t> out) const;
+  [[nodiscard]] Result<> write(uint64_t gpa, std::span<const uint8_t> in) const;
+
+  template <typename T>
+  [[nodiscard]] Result<T> read_obj(uint64_t gpa) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T v;
+    auto r = read(gpa, std::span(reinterpret_cast<uint8_t*>(&v), sizeof v));
+    if (!r) return std::unexpected(r.error());
+    return v;
+  }
+
+  template <typename T>
+  [[nodiscard]] Result<> write_obj(uint64_t gpa, const T& v) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(gpa, std::span(reinterpret_cast<const uint8_t*>(&v), sizeof v));
+  }
+
+  // True if [gpa, gpa + len) is RAM (same check as slice, without the error).
+  [[nodiscard]] bool contains(uint64_t gpa, uint64_t len) const;
+
+  [[nodiscard]] std::span<const MemoryRegion> regions() const { return regions_; }
+  [[nodiscard]] uint64_t total_size() const;
+
+ private:
+  explicit GuestMemory(std::vector<MemoryRegion> r) : regions_(std::move(r)) {}
+  const MemoryRegion* find(uint64_t gpa, uint64_t len) const;
+
+  std::vector<MemoryRegion> regions_;  // sorted by gpa
+};
+
+}  // namespace skiff
