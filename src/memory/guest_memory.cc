@@ -37,13 +37,13 @@ Result<std::span<uint8_t>> GuestMemory::slice(uint64_t gpa, uint64_t len) const 
 
 Result<> GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) const {
   auto s = SKIFF_TRY(slice(gpa, out.size()));
-  std::memcpy(out.data(), s.data(), out.size());
+  if (!out.empty()) std::memcpy(out.data(), s.data(), out.size());
   return {};
 }
 
 Result<> GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) const {
   auto s = SKIFF_TRY(slice(gpa, in.size()));
-  std::memcpy(s.data(), in.data(), in.size());
+  if (!in.empty()) std::memcpy(s.data(), in.data(), in.size());
   return {};
 }
 

@@ -1,0 +1,102 @@
+#include "cli/skiff_options.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "base/version.h"
+#include "cli/kv_options.h"
+#include "vmm/exit_status.h"
+
+namespace skiff::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(Exit status:
+  0       the guest powered off (ACPI S5), or asked to reboot under --no-reboot
+  (v<<1)|1  the guest wrote byte v to I/O port 0xf4 (QEMU isa-debug-exit convention)
+  2       invalid arguments or configuration (the message names the bad value)
+  4       guest failure: triple fault, unhandled VM exit or KVM emulation failure
+          (vCPU registers and the instruction bytes at RIP are logged)
+  6       host error: /dev/kvm missing or inaccessible, a KVM capability missing,
+          or a KVM call failing while running
+
+A guest reboot (i8042 reset line, ACPI reset register) restarts the guest
+unless --no-reboot is given.)";
+
+struct RawOptions {
+  std::string kernel, initramfs, cmdline, cpus = "boot=1", memory = "size=512M", serial = "tty";
+  std::string log_file;
+  int verbosity = 0;
+  bool no_reboot = false;
+};
+
+Result<SkiffArgs> to_args(const RawOptions& o) {
+  SkiffArgs a;
+  a.log_file = o.log_file;
+  a.verbosity = o.verbosity;
+  a.vm.kernel = o.kernel;
+  a.vm.initramfs = o.initramfs;
+  a.vm.cmdline = o.cmdline;
+  a.vm.no_reboot = o.no_reboot;
+
+  auto cpus = SKIFF_TRY(parse_kv("--cpus", o.cpus, {"boot"}));
+  if (auto it = cpus.find("boot"); it != cpus.end())
+    a.vm.boot_cpus = static_cast<uint32_t>(SKIFF_TRY(parse_uint("--cpus boot", it->second, 1, kMaxVcpus)));
+
+  auto mem = SKIFF_TRY(parse_kv("--memory", o.memory, {"size"}));
+  if (auto it = mem.find("size"); it != mem.end())
+    a.vm.memory_size = SKIFF_TRY(parse_size("--memory size", it->second));
+  if (a.vm.memory_size < kMinMemory)
+    return fail("--memory: size={} is below the minimum of {} MiB", mem["size"], kMinMemory >> 20);
+  if (a.vm.memory_size % 4096 != 0)
+    return fail("--memory: size={} is not a multiple of 4 KiB", mem["size"]);
+
+  a.vm.serial = o.serial;
+  if (a.vm.kernel.empty()) return fail("--kernel is required (a bzImage, PVH ELF or Multiboot kernel)");
+  return a;
+}
+
+}  // namespace
+
+std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> argv) {
+  RawOptions o;
+  CLI::App app{"skiff: a KVM virtual machine monitor. Boots a Linux bzImage, a PVH ELF or a "
+               "Multiboot kernel on an x86-64 machine with ACPI, a 16550 serial port and an "
+               "in-kernel interrupt controller.",
+               "skiff"};
+  app.set_version_flag("--version", fmt::format("skiff v{}", kVersion), "Print the version and exit");
+  app.add_option("--kernel", o.kernel, "Kernel to boot: bzImage, ELF with a PVH note, or Multiboot v1 ELF")
+      ->type_name("PATH");
+  app.add_option("--initramfs", o.initramfs, "Initial ramdisk (Linux initrd, PVH module 0, Multiboot module)")
+      ->type_name("PATH");
+  app.add_option("--cmdline", o.cmdline, "Kernel command line")->type_name("STR");
+  app.add_option("--cpus", o.cpus, "vCPUs: boot=N (1-255, default 1)")->type_name("boot=N");
+  app.add_option("--memory", o.memory,
+                 "Guest RAM: size=SIZE with an optional K/M/G/T suffix (default 512M, minimum 8M)")
+      ->type_name("size=SIZE");
+  app.add_option("--serial", o.serial,
+                 "16550 UART at 0x3f8 (COM1): tty (stdin/stdout, raw mode on a terminal), "
+                 "pty (prints the pty path), file=PATH (output only), off (default tty)")
+      ->type_name("MODE");
+  app.add_option("--log-file", o.log_file, "Write skiff's log to PATH instead of stderr")
+      ->type_name("PATH");
+  app.add_flag("-v", o.verbosity, "More log output: -v info, -vv debug, -vvv trace");
+  app.add_flag("--no-reboot", o.no_reboot, "Exit with status 0 when the guest reboots, instead of restarting it");
+  app.footer(kFooter);
+
+  std::vector<std::string> rev(argv.rbegin(), argv.rend() - 1);  // CLI11 takes reversed args without argv[0]
+  try {
+    app.parse(rev);
+  } catch (const CLI::CallForHelp&) {
+    return EarlyExit{0, app.help()};
+  } catch (const CLI::CallForVersion&) {
+    return EarlyExit{0, fmt::format("skiff v{}\n", kVersion)};
+  } catch (const CLI::ParseError& e) {
+    return EarlyExit{kExitUsage, fmt::format("skiff: {}\nRun 'skiff --help' for the options.\n", e.what())};
+  }
+  auto args = to_args(o);
+  if (!args) return EarlyExit{kExitUsage, fmt::format("skiff: {}\n", args.error().what())};
+  return *args;
+}
+
+}  // namespace skiff::cli

@@ -1,0 +1,186 @@
+#include "vmm/machine.h"
+
+#include <fmt/format.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot_cpu_state.h"
+#include "arch/x86/boot_loader.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/msr.h"
+#include "arch/x86/ram_layout.h"
+#include "base/log.h"
+#include "vmm/host_info.h"
+#include "vmm/machine_devices.h"
+
+namespace skiff {
+
+Machine::Machine(VmConfig config) : config_(std::move(config)) {}
+
+Machine::~Machine() { teardown(); }
+
+std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConfig& config) {
+  auto config_error = [](const Error& e) { return std::unexpected(StartError{kExitUsage, e}); };
+  auto host_error = [](const Error& e) { return std::unexpected(StartError{kExitHostError, e}); };
+
+  if (config.boot_cpus == 0 || config.boot_cpus > kMaxVcpus)
+    return config_error({fmt::format("--cpus: boot={} is out of range [1, {}]", config.boot_cpus,
+                                     kMaxVcpus)});
+  if (config.memory_size < kMinMemory)
+    return config_error({fmt::format("--memory: size={} is below the minimum of {} MiB",
+                                     config.memory_size, kMinMemory >> 20)});
+  if (config.memory_size % 4096 != 0)
+    return config_error({fmt::format("--memory: size={} is not a multiple of 4 KiB",
+                                     config.memory_size)});
+
+  std::unique_ptr<Machine> m(new Machine(config));
+  auto sys = kvm::System::open();
+  if (!sys) return host_error(sys.error());
+  m->kvm_ = std::move(*sys);
+  for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+                           std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+                           std::pair{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+                           std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+                           std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+                           std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
+    if (auto r = m->kvm_.require_extension(cap, name); !r) return host_error(r.error());
+  }
+  int max_vcpus = m->kvm_.check_extension(KVM_CAP_MAX_VCPUS);
+  if (max_vcpus > 0 && config.boot_cpus > static_cast<uint32_t>(max_vcpus))
+    return config_error({fmt::format("--cpus: boot={} exceeds this host's KVM limit of {}",
+                                     config.boot_cpus, max_vcpus)});
+  auto cpuid = m->kvm_.supported_cpuid();
+  if (!cpuid) return host_error(cpuid.error());
+  m->supported_cpuid_ = std::move(*cpuid);
+  auto msrs = m->kvm_.msr_index_list();
+  if (!msrs) return host_error(msrs.error());
+  m->supported_msrs_ = std::move(*msrs);
+
+  auto ram = GuestRam::create(x86::ram_ranges(config.memory_size));
+  if (!ram) return host_error(ram.error());
+  m->ram_ = std::move(*ram);
+
+  auto devices = MachineDevices::create(config, *m, m->pio_, m->mmio_);
+  if (!devices) return config_error(devices.error());
+  m->devices_ = std::move(*devices);
+
+  // Load the kernel once now, so a bad kernel file is a configuration error
+  // reported before anything runs.
+  if (auto r = m->build(); !r) {
+    bool kernel_problem = r.error().message.starts_with("kernel") ||
+                          r.error().message.starts_with("initramfs") ||
+                          r.error().message.starts_with("cmdline");
+    return kernel_problem ? config_error(r.error()) : host_error(r.error());
+  }
+  return m;
+}
+
+Result<> Machine::build() {
+  // 1. The KVM VM and its in-kernel interrupt controllers (PIC, IOAPIC,
+  //    LAPIC) and PIT. The TSS and identity-map pages sit in the hole
+  //    below 4 GiB where no RAM or device lives.
+  {
+    std::unique_lock lock(vm_mu_);
+    vm_ = SKIFF_TRY(kvm_.create_vm());
+  }
+  SKIFF_TRY_VOID(vm_->set_identity_map_addr(x86::kIdentityMapAddr));
+  SKIFF_TRY_VOID(vm_->set_tss_addr(x86::kTssAddr));
+  SKIFF_TRY_VOID(vm_->create_irqchip());
+  SKIFF_TRY_VOID(vm_->create_pit2());
+
+  // 2. Guest RAM, one memory slot per range.
+  uint32_t slot = 0;
+  for (const auto& r : ram_.memory().regions())
+    SKIFF_TRY_VOID(vm_->set_user_memory_region(slot++, r.gpa, r.size, r.host));
+  const GuestMemory& mem = ram_.memory();
+
+  // 3. Firmware tables the guest reads: ACPI (RSDP, XSDT, FADT, DSDT, MADT, MCFG).
+  x86::AcpiConfig acpi;
+  acpi.num_cpus = config_.boot_cpus;
+  uint64_t rsdp = SKIFF_TRY(x86::write_acpi_tables(mem, acpi));
+
+  // 4. The kernel, initramfs and command line, per the kernel's boot protocol.
+  x86::BootImageConfig image{config_.kernel, config_.initramfs, config_.cmdline};
+  x86::KernelFormat format{};
+  x86::EntryState entry = SKIFF_TRY(x86::load_kernel(mem, image, rsdp, &format));
+  LOG_INFO("loaded {} kernel '{}', entry {:#x}", x86::kernel_format_name(format), config_.kernel,
+           entry.rip);
+
+  // 5. vCPUs: CPUID and MSRs on each; boot registers on the BSP. APs wait
+  //    in KVM for INIT/SIPI from the BSP (MADT lists them).
+  x86::CpuTopology topology;
+  topology.num_cpus = config_.boot_cpus;
+  auto msrs = x86::boot_msrs(supported_msrs_);
+  VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, [this](Outcome o) { stop(std::move(o)); }};
+  for (uint32_t i = 0; i < config_.boot_cpus; ++i) {
+    kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(i));
+    SKIFF_TRY_VOID(vcpu.set_cpuid(x86::configure_cpuid(supported_cpuid_, i, topology)));
+    SKIFF_TRY_VOID(vcpu.set_msrs(msrs));
+    SKIFF_TRY_VOID(x86::set_lapic_lints(vcpu));
+    if (i == 0) {
+      x86::BootCpuState state = SKIFF_TRY(x86::boot_cpu_state(mem, entry));
+      SKIFF_TRY_VOID(vcpu.set_sregs(state.sregs));
+      SKIFF_TRY_VOID(vcpu.set_regs(state.regs));
+      SKIFF_TRY_VOID(vcpu.set_fpu(state.fpu));
+    }
+    vcpus_.push_back(std::make_unique<VcpuRunner>(std::move(vcpu), ctx));
+  }
+  return {};
+}
+
+Outcome Machine::run() {
+  if (!vm_) {
+    // After a reset: clean RAM, reset devices, rebuild VM and vCPUs.
+    ram_.discard_all();
+    devices_->reset();
+    if (auto r = build(); !r) return Outcome{StopReason::kHostError, 0, r.error().what()};
+  }
+  stopping_ = false;
+  {
+    std::lock_guard lock(outcome_mu_);
+    outcome_.reset();
+  }
+  VcpuRunner::install_kick_handler();
+  for (auto& v : vcpus_) v->start();
+
+  Outcome result;
+  {
+    std::unique_lock lock(outcome_mu_);
+    outcome_cv_.wait(lock, [this] { return outcome_.has_value(); });
+    result = *outcome_;
+  }
+  teardown();
+  return result;
+}
+
+void Machine::stop(Outcome outcome) {
+  {
+    std::lock_guard lock(outcome_mu_);
+    if (outcome_) return;  // the first reason to stop wins
+    outcome_ = std::move(outcome);
+  }
+  stopping_.store(true, std::memory_order_release);
+  for (auto& v : vcpus_) v->kick();
+  outcome_cv_.notify_all();
+}
+
+void Machine::teardown() {
+  stopping_ = true;
+  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->join();
+  vcpus_.clear();
+  std::unique_lock lock(vm_mu_);
+  vm_.reset();
+}
+
+void Machine::request_poweroff() { stop(Outcome{StopReason::kPoweroff, 0, {}}); }
+void Machine::request_reset() { stop(Outcome{StopReason::kReset, 0, {}}); }
+void Machine::request_exit(int status) { stop(Outcome{StopReason::kDebugExit, status, {}}); }
+
+void Machine::set_irq(uint32_t gsi, bool level) {
+  std::shared_lock lock(vm_mu_);
+  if (!vm_) return;  // between boots: the line is re-driven by the device reset
+  if (auto r = vm_->set_irq_line(gsi, level); !r) LOG_WARN("{}", r.error().what());
+}
+
+}  // namespace skiff

@@ -1,0 +1,72 @@
+// Machine: turns a VmConfig into a running VM and runs it until it stops.
+// build() reads top to bottom (STYLE.md §5): KVM VM, memory, interrupt
+// controllers, devices, firmware tables, kernel, vCPUs. The RAM mapping,
+// the buses and the devices on them outlive a guest reboot (CMOS NVRAM and
+// the serial console survive it); the KVM VM and vCPUs are rebuilt.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <vector>
+
+#include "devices/bus.h"
+#include "devices/interrupt.h"
+#include "kvm/kvm.h"
+#include "memory/guest_ram.h"
+#include "vmm/config.h"
+#include "vmm/exit_status.h"
+#include "vmm/vcpu_runner.h"
+
+namespace skiff {
+
+class MachineDevices;
+
+class Machine final : public VmEvents {
+ public:
+  // Checks the configuration and the host (KVM, capabilities), maps RAM and
+  // creates the devices. Errors here are configuration or host errors.
+  [[nodiscard]] static std::expected<std::unique_ptr<Machine>, StartError> create(
+      const VmConfig& config);
+  ~Machine() override;
+
+  // Boots the guest (again, after a reset) and blocks until it stops.
+  [[nodiscard]] Outcome run();
+
+  // VmEvents, called from vCPU threads by devices.
+  void request_poweroff() override;
+  void request_reset() override;
+  void request_exit(int status) override;
+
+  // Drives a GSI on the current VM's in-kernel irqchip (IrqLine back end).
+  void set_irq(uint32_t gsi, bool level);
+
+ private:
+  explicit Machine(VmConfig config);
+  [[nodiscard]] Result<> build();
+  void stop(Outcome outcome);
+  void teardown();
+
+  VmConfig config_;
+  kvm::System kvm_;
+  std::vector<kvm_cpuid_entry2> supported_cpuid_;
+  std::vector<uint32_t> supported_msrs_;
+  GuestRam ram_;
+  Bus pio_{"pio"};
+  Bus mmio_{"mmio"};
+  std::unique_ptr<MachineDevices> devices_;
+
+  std::shared_mutex vm_mu_;  // guards vm_ against set_irq during rebuild
+  std::optional<kvm::Vm> vm_;
+  std::vector<std::unique_ptr<VcpuRunner>> vcpus_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex outcome_mu_;
+  std::condition_variable outcome_cv_;
+  std::optional<Outcome> outcome_;
+};
+
+}  // namespace skiff
