@@ -21,8 +21,9 @@ class ReferenceCounter {
     const uint64_t cs = m_.cluster_size();
     uint64_t first = offset / cs, last = (offset + length - 1) / cs;
     if (last >= counts_.size()) {
-      r_.messages.push_back(fmt::format(
-          "ERROR: {} at offset {:#x} size {:#x} exceeds the end of the file", what, offset, length));
+      r_.messages.push_back(
+          fmt::format("ERROR: {} at offset {:#x} size {:#x} exceeds the end of the file", what,
+                      offset, length));
       ++r_.corruptions;
       last = counts_.empty() ? 0 : counts_.size() - 1;
       if (first > last) return;
@@ -43,7 +44,7 @@ class ReferenceCounter {
     }
     uint64_t prev_end = 0;
     for (uint32_t i = 0; i < l1_size; ++i) {
-      uint64_t l2_off = (*l1)[i] & kOffsetMask;
+      uint64_t l2_off = (*l1)[i] & qcow2::kL2OffsetMask;
       if (!l2_off) continue;
       if (l2_off % cs) {
         r_.messages.push_back(fmt::format(
@@ -56,21 +57,21 @@ class ReferenceCounter {
       if (!l2) continue;  // already reported by add() as past the end
       for (uint64_t j = 0; j < l2->size(); ++j) {
         uint64_t e = (*l2)[j];
-        if (e & kCompressedFlag) {
-          if (e & kCopiedFlag) {
+        if (e & qcow2::kOflagCompressed) {
+          if (e & qcow2::kOflagCopied) {
             r_.messages.push_back(fmt::format(
                 "ERROR: compressed cluster at L2 entry {:#x} has the COPIED flag set", e));
             ++r_.corruptions;
           }
           auto ext = m_.compressed_extent(e);
-          add(ext.offset, ext.length, "compressed cluster");
+          add(ext.host_offset, ext.max_bytes, "compressed cluster");
           if (active) {
             ++r_.allocated_clusters;
             ++r_.compressed_clusters;
           }
           continue;
         }
-        uint64_t off = e & kOffsetMask;
+        uint64_t off = e & qcow2::kL2OffsetMask;
         if (!off) continue;
         if (off % cs) {
           r_.messages.push_back(fmt::format(
@@ -79,7 +80,7 @@ class ReferenceCounter {
           continue;
         }
         add(off, cs, "data cluster");
-        if (active && !(e & kZeroFlag)) {
+        if (active && !(e & qcow2::kOflagZero)) {
           ++r_.allocated_clusters;
           if (prev_end && off != prev_end) ++r_.fragmented_clusters;
           prev_end = off + cs;
@@ -125,12 +126,7 @@ Result<> rebuild_refcounts(Qcow2Metadata& m, std::vector<uint64_t> counts) {
       if (v > m.refcount_max())
         return fail("{}: cluster {} has {} references, more than {}-bit refcounts hold", m.path(),
                     b * per_block + i, v, bits);
-      if (bits >= 8) {
-        store_be(&blk[i * bits / 8], v, static_cast<int>(bits / 8));
-      } else {
-        uint64_t per_byte = 8 / bits;
-        blk[i / per_byte] = static_cast<uint8_t>(blk[i / per_byte] | (v << ((i % per_byte) * bits)));
-      }
+      qcow2::refcount_set(blk, m.header().refcount_order, i, v);
     }
     uint64_t off = (base + table + b) * cs;
     SKIFF_TRY_VOID(m.pwrite_exact(off, blk));
@@ -184,7 +180,7 @@ Result<Counts> count_and_compare(Qcow2Metadata& m, CheckReport& r) {
     return out;
   }
   for (uint64_t i = 0; i < table->size(); ++i) {
-    uint64_t off = (*table)[i] & kOffsetMask;
+    uint64_t off = (*table)[i] & qcow2::kL2OffsetMask;
     if (!off) continue;
     if (off % cs || off >= fsize) {
       r.messages.push_back(fmt::format("ERROR refcount block {} at {:#x} is {}", i, off,
@@ -204,15 +200,19 @@ Result<Counts> count_and_compare(Qcow2Metadata& m, CheckReport& r) {
     if (want) r.image_end_offset = (c + 1) * cs;
     if (stored == want) continue;
     if (stored < want) {
-      r.messages.push_back(fmt::format("ERROR cluster {} refcount={} reference={}", c, stored, want));
+      r.messages.push_back(
+          fmt::format("ERROR cluster {} refcount={} reference={}", c, stored, want));
       ++r.corruptions;
     } else {
-      r.messages.push_back(fmt::format("Leaked cluster {} refcount={} reference={}", c, stored, want));
+      r.messages.push_back(
+          fmt::format("Leaked cluster {} refcount={} reference={}", c, stored, want));
       ++r.leaks;
     }
   }
   return out;
 }
+
+}  // namespace
 
 // COPIED must be set exactly when the refcount is 1, in the active tables
 // (qcow2.txt "Cluster mapping"). With fix, rewrites the wrong entries.
@@ -221,12 +221,12 @@ Result<> check_copied_flags(Qcow2Metadata& m, CheckReport& r, bool fix) {
   auto l1 = SKIFF_TRY(m.read_l1());
   bool l1_dirty = false;
   for (uint64_t i = 0; i < l1.size(); ++i) {
-    uint64_t l2_off = l1[i] & kOffsetMask;
+    uint64_t l2_off = l1[i] & qcow2::kL2OffsetMask;
     if (!l2_off || l2_off % cs) continue;
     uint64_t rc = SKIFF_TRY(m.refcount(l2_off / cs));
-    if ((rc == 1) != bool(l1[i] & kCopiedFlag)) {
+    if ((rc == 1) != bool(l1[i] & qcow2::kOflagCopied)) {
       if (fix) {
-        l1[i] = rc == 1 ? l1[i] | kCopiedFlag : l1[i] & ~kCopiedFlag;
+        l1[i] = rc == 1 ? l1[i] | qcow2::kOflagCopied : l1[i] & ~qcow2::kOflagCopied;
         l1_dirty = true;
         ++r.corruptions_fixed;
       } else {
@@ -239,12 +239,12 @@ Result<> check_copied_flags(Qcow2Metadata& m, CheckReport& r, bool fix) {
     if (!l2) continue;
     bool l2_dirty = false;
     for (auto& e : *l2) {
-      uint64_t off = e & kOffsetMask;
-      if ((e & kCompressedFlag) || !off || off % cs) continue;
+      uint64_t off = e & qcow2::kL2OffsetMask;
+      if ((e & qcow2::kOflagCompressed) || !off || off % cs) continue;
       uint64_t drc = SKIFF_TRY(m.refcount(off / cs));
-      if ((drc == 1) == bool(e & kCopiedFlag)) continue;
+      if ((drc == 1) == bool(e & qcow2::kOflagCopied)) continue;
       if (fix) {
-        e = drc == 1 ? e | kCopiedFlag : e & ~kCopiedFlag;
+        e = drc == 1 ? e | qcow2::kOflagCopied : e & ~qcow2::kOflagCopied;
         l2_dirty = true;
         ++r.corruptions_fixed;
       } else {
@@ -258,8 +258,6 @@ Result<> check_copied_flags(Qcow2Metadata& m, CheckReport& r, bool fix) {
   if (l1_dirty) SKIFF_TRY_VOID(m.write_table(m.header().l1_table_offset, l1));
   return {};
 }
-
-}  // namespace
 
 Result<CheckReport> check_qcow2(const std::string& path, RepairMode mode) {
   CheckReport first;
@@ -279,8 +277,9 @@ Result<CheckReport> check_qcow2(const std::string& path, RepairMode mode) {
       SKIFF_TRY_VOID(check_copied_flags(m, flags, true));
       first.corruptions_fixed = first.corruptions;
       SKIFF_TRY_VOID(m.flush());
-      if (m.header().incompatible_features & kIncompatDirty)
-        SKIFF_TRY_VOID(m.set_incompatible(m.header().incompatible_features & ~kIncompatDirty));
+      if (m.header().incompatible_features & qcow2::kIncompatDirty)
+        SKIFF_TRY_VOID(
+            m.set_incompatible(m.header().incompatible_features & ~qcow2::kIncompatDirty));
       SKIFF_TRY_VOID(m.flush());
     } else if (!counts.refcount_structure_broken) {
       // kLeaks: lower refcounts that exceed the references; never raise any.

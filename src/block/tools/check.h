@@ -36,6 +36,12 @@ struct CheckReport {
   std::vector<std::string> messages;  // one line each: "ERROR ...", "Leaked cluster ..."
 };
 
+class Qcow2Metadata;
+
+// Compares the active tables' COPIED flags with the refcounts; with fix,
+// rewrites the entries that disagree (counted in corruptions_fixed).
+[[nodiscard]] Result<> check_copied_flags(Qcow2Metadata& m, CheckReport& r, bool fix);
+
 // Checks (and with a repair mode, repairs) the image at path. An error means
 // the check could not run (qemu-img's exit code 1).
 [[nodiscard]] Result<CheckReport> check_qcow2(const std::string& path, RepairMode mode);

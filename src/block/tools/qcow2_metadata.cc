@@ -10,20 +10,12 @@
 namespace skiff::qcow2tools {
 namespace {
 
-constexpr uint32_t kMagic = 0x514649fb;  // "QFI\xfb"
-constexpr uint32_t kExtEnd = 0;
-constexpr uint32_t kExtBackingFormat = 0xe2792aca;
-constexpr uint32_t kExtDataFile = 0x44415441;
-constexpr uint64_t kKnownIncompat = kIncompatDirty | kIncompatCorrupt | kIncompatDataFile |
-                                    kIncompatCompression | kIncompatExtendedL2;
-// QEMU's limits (qcow2.h), which keep a hostile header from asking for huge tables.
-constexpr uint64_t kMaxL1Bytes = 32ULL << 20;
-constexpr uint64_t kMaxRefcountTableBytes = 8ULL << 20;
-constexpr uint64_t kMaxSnapshots = 65536;
+using qcow2::kMaxL1Bytes;
+using qcow2::kMaxRefcountTableBytes;
+using qcow2::kMaxSnapshots;
 constexpr uint64_t kMaxSnapshotExtra = 1024;
 
-}  // namespace
-
+// Big-endian field of 1..8 bytes.
 uint64_t load_be(const uint8_t* p, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v = (v << 8) | p[i];
@@ -36,6 +28,8 @@ void store_be(uint8_t* p, uint64_t v, int bytes) {
     v >>= 8;
   }
 }
+
+}  // namespace
 
 Result<Qcow2Metadata> Qcow2Metadata::open(const std::string& path, bool writable) {
   Qcow2Metadata m;
@@ -52,23 +46,11 @@ Result<uint64_t> Qcow2Metadata::file_size() const {
   return static_cast<uint64_t>(st.st_size);
 }
 
-uint64_t Qcow2Metadata::refcount_max() const {
-  return refcount_bits() == 64 ? ~0ULL : (1ULL << refcount_bits()) - 1;
-}
-
-CompressedExtent Qcow2Metadata::compressed_extent(uint64_t e) const {
-  // qcow2.txt: x = 62 - (cluster_bits - 8); offset in bits 0..x-1, extra sectors in x..61.
-  uint32_t x = 62 - (h_.cluster_bits - 8);
-  uint64_t offset = e & ((1ULL << x) - 1);
-  uint64_t sectors = ((e & ~(kCopiedFlag | kCompressedFlag)) >> x) + 1;
-  return {offset, sectors * 512 - (offset & 511)};
-}
-
 Result<> Qcow2Metadata::pread_exact(uint64_t offset, std::span<uint8_t> out) const {
   size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::pread(fd_.get(), out.data() + done, out.size() - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("{}: read at offset {}", path_, offset + done);
@@ -83,8 +65,8 @@ Result<> Qcow2Metadata::pwrite_exact(uint64_t offset, std::span<const uint8_t> i
   if (!writable_) return fail("{}: opened read-only", path_);
   size_t done = 0;
   while (done < in.size()) {
-    ssize_t n = ::pwrite(fd_.get(), in.data() + done, in.size() - done,
-                         static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pwrite(fd_.get(), in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("{}: write at offset {}", path_, offset + done);
@@ -99,7 +81,7 @@ Result<> Qcow2Metadata::parse_header() {
   uint64_t fsize = SKIFF_TRY(file_size());
   if (fsize < 72) return fail("{}: file too small for a qcow2 header", path_);
   SKIFF_TRY_VOID(pread_exact(0, std::span(b, std::min<uint64_t>(fsize, sizeof b))));
-  if (load_be(b, 4) != kMagic) return fail("{}: not a qcow2 image (bad magic)", path_);
+  if (load_be(b, 4) != qcow2::kMagic) return fail("{}: not a qcow2 image (bad magic)", path_);
   h_.version = static_cast<uint32_t>(load_be(b + 4, 4));
   if (h_.version != 2 && h_.version != 3)
     return fail("{}: unsupported qcow2 version {}", path_, h_.version);
@@ -130,15 +112,16 @@ Result<> Qcow2Metadata::parse_header() {
   if (h_.header_length > cs) return fail("{}: header_length exceeds a cluster", path_);
   if (h_.refcount_order > 6) return fail("{}: invalid refcount_order {}", path_, h_.refcount_order);
   if (h_.crypt_method != 0) return fail("{}: encrypted images are not supported", path_);
-  if (uint64_t unknown = h_.incompatible_features & ~kKnownIncompat)
+  if (uint64_t unknown = h_.incompatible_features & ~qcow2::kIncompatSupported)
     return fail("{}: unknown incompatible features {:#x}", path_, unknown);
-  if (h_.incompatible_features & kIncompatDataFile)
+  if (h_.incompatible_features & qcow2::kIncompatExternalData)
     return fail("{}: external data files are not supported by skiff-img's qcow2 tools", path_);
-  if (h_.incompatible_features & kIncompatExtendedL2)
+  if (h_.incompatible_features & qcow2::kIncompatExtendedL2)
     return fail("{}: extended L2 entries are not supported by skiff-img's qcow2 tools", path_);
   if (h_.compression_type > 1)
     return fail("{}: unknown compression_type {}", path_, h_.compression_type);
-  if (uint64_t(h_.l1_size) * 8 > kMaxL1Bytes) return fail("{}: l1_size {} too large", path_, h_.l1_size);
+  if (uint64_t(h_.l1_size) * 8 > kMaxL1Bytes)
+    return fail("{}: l1_size {} too large", path_, h_.l1_size);
   if (h_.l1_table_offset % cs != 0)
     return fail("{}: l1_table_offset {:#x} not cluster aligned", path_, h_.l1_table_offset);
   // Enough L1 entries to map the virtual disk (qcow2.txt "Cluster mapping").
@@ -163,9 +146,9 @@ Result<> Qcow2Metadata::parse_header() {
       return fail("{}: backing file name out of the first cluster", path_);
     end = std::min(end, h_.backing_file_offset);
     backing_file_.resize(h_.backing_file_size);
-    SKIFF_TRY_VOID(pread_exact(h_.backing_file_offset,
-                               std::span(reinterpret_cast<uint8_t*>(backing_file_.data()),
-                                         backing_file_.size())));
+    SKIFF_TRY_VOID(pread_exact(
+        h_.backing_file_offset,
+        std::span(reinterpret_cast<uint8_t*>(backing_file_.data()), backing_file_.size())));
     header_area_end_ = h_.backing_file_offset + h_.backing_file_size;
   }
   uint64_t off = h_.version >= 3 ? h_.header_length : 72;
@@ -175,13 +158,13 @@ Result<> Qcow2Metadata::parse_header() {
     uint32_t type = static_cast<uint32_t>(load_be(eh, 4));
     uint32_t len = static_cast<uint32_t>(load_be(eh + 4, 4));
     off += 8;
-    if (type == kExtEnd) break;
+    if (type == qcow2::kExtEnd) break;
     if (off + len > end) return fail("{}: header extension {:#x} overruns the header", path_, type);
-    if (type == kExtBackingFormat) {
+    if (type == qcow2::kExtBackingFormat) {
       backing_format_.resize(len);
-      SKIFF_TRY_VOID(pread_exact(
-          off, std::span(reinterpret_cast<uint8_t*>(backing_format_.data()), len)));
-    } else if (type == kExtDataFile) {
+      SKIFF_TRY_VOID(
+          pread_exact(off, std::span(reinterpret_cast<uint8_t*>(backing_format_.data()), len)));
+    } else if (type == qcow2::kExtDataFile) {
       return fail("{}: external data files are not supported", path_);
     }
     off += (uint64_t(len) + 7) & ~7ULL;
@@ -193,7 +176,7 @@ Result<> Qcow2Metadata::parse_header() {
 }
 
 Result<std::vector<uint64_t>> Qcow2Metadata::read_table(uint64_t offset, uint64_t entries,
-                                                         std::string_view what) const {
+                                                        std::string_view what) const {
   uint64_t fsize = SKIFF_TRY(file_size());
   if (offset > fsize || entries * 8 > fsize - offset)
     return fail("{}: {} at {:#x} ({} entries) lies past the end of the file", path_, what, offset,
@@ -228,7 +211,7 @@ Result<std::vector<uint8_t>*> Qcow2Metadata::refblock(uint64_t ti, bool create) 
     if (auto it = refblocks_.find(ti); it != refblocks_.end()) return &it->second.bytes;
   }
   const uint64_t cs = cluster_size();
-  uint64_t off = reftable_[ti] & kOffsetMask;
+  uint64_t off = reftable_[ti] & qcow2::kL2OffsetMask;
   CachedBlock cb;
   cb.bytes.assign(cs, 0);
   if (off) {
@@ -256,12 +239,7 @@ Result<uint64_t> Qcow2Metadata::refcount(uint64_t cluster) {
   uint64_t e = refblock_entries();
   auto* blk = SKIFF_TRY(refblock(cluster / e, false));
   if (!blk) return 0;
-  uint64_t i = cluster % e;
-  uint64_t bits = refcount_bits();
-  if (bits >= 8) return load_be(blk->data() + i * bits / 8, static_cast<int>(bits / 8));
-  // Sub-byte widths: bit 0 is the least significant bit (qcow2.txt refcount block entry).
-  uint64_t per_byte = 8 / bits;
-  return ((*blk)[i / per_byte] >> ((i % per_byte) * bits)) & ((1u << bits) - 1);
+  return qcow2::refcount_get(*blk, h_.refcount_order, cluster % e);
 }
 
 Result<> Qcow2Metadata::set_refcount(uint64_t cluster, uint64_t value) {
@@ -271,17 +249,7 @@ Result<> Qcow2Metadata::set_refcount(uint64_t cluster, uint64_t value) {
   uint64_t e = refblock_entries();
   auto* blk = SKIFF_TRY(refblock(cluster / e, value != 0));
   if (!blk) return {};  // refcount already 0
-  uint64_t i = cluster % e;
-  uint64_t bits = refcount_bits();
-  if (bits >= 8) {
-    store_be(blk->data() + i * bits / 8, value, static_cast<int>(bits / 8));
-  } else {
-    uint64_t per_byte = 8 / bits;
-    auto shift = static_cast<unsigned>((i % per_byte) * bits);
-    uint8_t mask = static_cast<uint8_t>(((1u << bits) - 1) << shift);
-    uint8_t& byte = (*blk)[i / per_byte];
-    byte = static_cast<uint8_t>((byte & ~mask) | ((value << shift) & mask));
-  }
+  qcow2::refcount_set(*blk, h_.refcount_order, cluster % e, value);
   refblocks_[cluster / e].dirty = true;
   if (value == 0) alloc_hint_ = std::min(alloc_hint_, cluster);
   return {};
@@ -350,8 +318,7 @@ Result<> Qcow2Metadata::grow_refcount_table(uint64_t min_entries) {
   SKIFF_TRY_VOID(set_refcount_table_fields(table_off, static_cast<uint32_t>(table_clusters)));
   if (fdatasync(fd_.get()) != 0) return fail_errno("{}: fdatasync", path_);
   reftable_dirty_.clear();
-  for (uint64_t k = 0; k < old_clusters; ++k)
-    SKIFF_TRY_VOID(add_refcount(old_off / cs + k, -1));
+  for (uint64_t k = 0; k < old_clusters; ++k) SKIFF_TRY_VOID(add_refcount(old_off / cs + k, -1));
   return {};
 }
 
@@ -399,18 +366,22 @@ Result<std::vector<Qcow2Snapshot>> Qcow2Metadata::read_snapshots() const {
     s.vm_clock_nsec = load_be(f + 24, 8);
     s.vm_state_size = load_be(f + 32, 4);
     uint64_t extra = load_be(f + 36, 4);
-    if (extra > kMaxSnapshotExtra) return fail("{}: snapshot {} extra data size {} too large", path_, i, extra);
+    if (extra > kMaxSnapshotExtra)
+      return fail("{}: snapshot {} extra data size {} too large", path_, i, extra);
     uint64_t total = 40 + extra + id_len + name_len;
     if (off + total > fsize) return fail("{}: snapshot table entry {} past end of file", path_, i);
     std::vector<uint8_t> rest(total - 40);
     SKIFF_TRY_VOID(pread_exact(off + 40, rest));
     if (extra >= 8) s.vm_state_size = load_be(rest.data(), 8);
     if (extra >= 16) s.disk_size = load_be(rest.data() + 8, 8);
-    if (extra > 16) s.extra_tail.assign(rest.begin() + 16, rest.begin() + static_cast<long>(extra));
-    s.id.assign(rest.begin() + static_cast<long>(extra), rest.begin() + static_cast<long>(extra + id_len));
+    if (extra >= 24) s.icount = load_be(rest.data() + 16, 8);
+    if (extra > 24) s.extra_tail.assign(rest.begin() + 24, rest.begin() + static_cast<long>(extra));
+    s.id.assign(rest.begin() + static_cast<long>(extra),
+                rest.begin() + static_cast<long>(extra + id_len));
     s.name.assign(rest.begin() + static_cast<long>(extra + id_len), rest.end());
     if (s.l1_table_offset % cluster_size())
-      return fail("{}: snapshot '{}' L1 table offset {:#x} not cluster aligned", path_, s.name, s.l1_table_offset);
+      return fail("{}: snapshot '{}' L1 table offset {:#x} not cluster aligned", path_, s.name,
+                  s.l1_table_offset);
     if (uint64_t(s.l1_size) * 8 > kMaxL1Bytes)
       return fail("{}: snapshot '{}' l1_size {} too large", path_, s.name, s.l1_size);
     out.push_back(std::move(s));
@@ -419,11 +390,13 @@ Result<std::vector<Qcow2Snapshot>> Qcow2Metadata::read_snapshots() const {
   return out;
 }
 
-std::vector<uint8_t> Qcow2Metadata::encode_snapshots(const std::vector<Qcow2Snapshot>& snaps) const {
+std::vector<uint8_t> Qcow2Metadata::encode_snapshots(
+    const std::vector<Qcow2Snapshot>& snaps) const {
   std::vector<uint8_t> out;
   for (const auto& s : snaps) {
-    // v3 requires extra data up to byte 55 (qcow2.txt "Snapshots"); write it for v2 too, as QEMU does.
-    uint64_t extra = 16 + s.extra_tail.size();
+    // v3 requires extra data up to byte 55 (qcow2.txt "Snapshots"); write it for v2 too, as QEMU
+    // does. QEMU 7 writes 24 bytes (vm state size, disk size, icount); so do we.
+    uint64_t extra = 24 + s.extra_tail.size();
     uint64_t total = 40 + extra + s.id.size() + s.name.size();
     size_t base = out.size();
     out.resize(base + ((total + 7) & ~7ULL), 0);
@@ -439,7 +412,8 @@ std::vector<uint8_t> Qcow2Metadata::encode_snapshots(const std::vector<Qcow2Snap
     store_be(p + 36, extra, 4);
     store_be(p + 40, s.vm_state_size, 8);
     store_be(p + 48, s.disk_size.value_or(h_.size), 8);
-    std::memcpy(p + 56, s.extra_tail.data(), s.extra_tail.size());
+    store_be(p + 56, s.icount.value_or(0), 8);
+    std::memcpy(p + 64, s.extra_tail.data(), s.extra_tail.size());
     std::memcpy(p + 40 + extra, s.id.data(), s.id.size());
     std::memcpy(p + 40 + extra + s.id.size(), s.name.data(), s.name.size());
   }

@@ -20,20 +20,9 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "block/qcow2/format.h"
 
 namespace skiff::qcow2tools {
-
-// Bit layouts from qcow2.txt "Cluster mapping".
-inline constexpr uint64_t kOffsetMask = 0x00fffffffffffe00ULL;
-inline constexpr uint64_t kCopiedFlag = 1ULL << 63;
-inline constexpr uint64_t kCompressedFlag = 1ULL << 62;
-inline constexpr uint64_t kZeroFlag = 1ULL;
-inline constexpr uint64_t kIncompatDirty = 1ULL << 0;
-inline constexpr uint64_t kIncompatCorrupt = 1ULL << 1;
-inline constexpr uint64_t kIncompatDataFile = 1ULL << 2;
-inline constexpr uint64_t kIncompatCompression = 1ULL << 3;
-inline constexpr uint64_t kIncompatExtendedL2 = 1ULL << 4;
-inline constexpr uint64_t kCompatLazyRefcounts = 1ULL << 0;
 
 // Header fields, qcow2.txt "Header" (v2 fields zero-extended for v3 use).
 struct Qcow2Header {
@@ -68,13 +57,8 @@ struct Qcow2Snapshot {
   uint64_t vm_clock_nsec = 0;
   uint64_t vm_state_size = 0;
   std::optional<uint64_t> disk_size;  // extra data bytes 48-55, when present
-  std::vector<uint8_t> extra_tail;    // extra data past byte 55, preserved as is
-};
-
-// Where a compressed cluster's bytes lie (qcow2.txt "Compressed Clusters Descriptor").
-struct CompressedExtent {
-  uint64_t offset = 0;
-  uint64_t length = 0;
+  std::optional<uint64_t> icount;     // extra data bytes 56-63 (QEMU 5.2+), when present
+  std::vector<uint8_t> extra_tail;    // extra data past byte 63, preserved as is
 };
 
 class Qcow2Metadata {
@@ -88,18 +72,20 @@ class Qcow2Metadata {
   [[nodiscard]] uint64_t cluster_size() const { return 1ULL << h_.cluster_bits; }
   [[nodiscard]] uint64_t l2_entries() const { return cluster_size() / 8; }
   [[nodiscard]] uint64_t refcount_bits() const { return 1ULL << h_.refcount_order; }
-  [[nodiscard]] uint64_t refcount_max() const;
+  [[nodiscard]] uint64_t refcount_max() const { return qcow2::refcount_max(h_.refcount_order); }
   [[nodiscard]] uint64_t refblock_entries() const { return cluster_size() * 8 / refcount_bits(); }
   [[nodiscard]] const std::string& backing_file() const { return backing_file_; }
   [[nodiscard]] const std::string& backing_format() const { return backing_format_; }
   [[nodiscard]] Result<uint64_t> file_size() const;
   // Bytes used by the header and its extensions (all inside cluster 0 for QEMU images).
   [[nodiscard]] uint64_t header_area_end() const { return header_area_end_; }
-  [[nodiscard]] CompressedExtent compressed_extent(uint64_t l2_entry) const;
+  [[nodiscard]] qcow2::CompressedDescriptor compressed_extent(uint64_t l2_entry) const {
+    return qcow2::decode_compressed(l2_entry, h_.cluster_bits);
+  }
 
   // Big-endian tables of 64-bit entries.
   [[nodiscard]] Result<std::vector<uint64_t>> read_table(uint64_t offset, uint64_t entries,
-                                                          std::string_view what) const;
+                                                         std::string_view what) const;
   [[nodiscard]] Result<> write_table(uint64_t offset, const std::vector<uint64_t>& table);
   [[nodiscard]] Result<std::vector<uint64_t>> read_l1() const;
   [[nodiscard]] Result<std::vector<uint64_t>> read_refcount_table() const;
@@ -156,9 +142,5 @@ class Qcow2Metadata {
   std::set<uint64_t> reftable_dirty_;          // table entries not yet written
   uint64_t alloc_hint_ = 0;                    // first cluster that may be free
 };
-
-// Big-endian helpers shared by the tools.
-[[nodiscard]] uint64_t load_be(const uint8_t* p, int bytes);
-void store_be(uint8_t* p, uint64_t v, int bytes);
 
 }  // namespace skiff::qcow2tools
