@@ -40,8 +40,7 @@ class DiskImage {
   // The range's contents become unspecified (zeroes or old data); space may be freed.
   [[nodiscard]] virtual Result<> discard(uint64_t offset, uint64_t length) = 0;
   // The range reads as zeroes afterwards; may_unmap allows freeing the space.
-  [[nodiscard]] virtual Result<> write_zeroes(uint64_t offset, uint64_t length,
-                                              bool may_unmap) = 0;
+  [[nodiscard]] virtual Result<> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) = 0;
   [[nodiscard]] virtual Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) = 0;
 };
 

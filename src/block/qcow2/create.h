@@ -23,9 +23,9 @@ struct CreateOptions {
   std::string backing_file;       // stored as given (relative to the image's directory)
   std::string backing_format;     // "raw" / "qcow2" / "" (no extension)
   uint8_t compression_type = kCompressionZlib;  // zstd needs version 3
-  uint32_t refcount_bits = 16;    // 1..64, power of two; version 2 needs 16
+  uint32_t refcount_bits = 16;                  // 1..64, power of two; version 2 needs 16
   Preallocation preallocation = Preallocation::kOff;
-  bool lazy_refcounts = false;    // version 3 only
+  bool lazy_refcounts = false;  // version 3 only
 };
 
 // Creates (or truncates) `path`. Validates the options and names the bad one.

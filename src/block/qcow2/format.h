@@ -66,8 +66,8 @@ inline constexpr uint64_t kIncompatExternalData = 1ull << 2;
 inline constexpr uint64_t kIncompatCompressionType = 1ull << 3;
 inline constexpr uint64_t kIncompatExtendedL2 = 1ull << 4;
 // Bits this implementation understands and honours.
-inline constexpr uint64_t kIncompatSupported = kIncompatDirty | kIncompatCorrupt |
-                                               kIncompatCompressionType;
+inline constexpr uint64_t kIncompatSupported =
+    kIncompatDirty | kIncompatCorrupt | kIncompatCompressionType;
 // compatible_features bits.
 inline constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
 // autoclear_features bits.
@@ -91,9 +91,9 @@ inline constexpr uint32_t kExtDataFile = 0x44415441;
 inline constexpr uint32_t kFeatureNameEntrySize = 48;
 
 // --- L1 / L2 entries ("Cluster mapping") ---------------------------------
-inline constexpr uint64_t kOflagCopied = 1ull << 63;      // refcount is exactly one
-inline constexpr uint64_t kOflagCompressed = 1ull << 62;  // L2: compressed descriptor
-inline constexpr uint64_t kOflagZero = 1ull << 0;         // L2 v3: reads as zeroes
+inline constexpr uint64_t kOflagCopied = 1ull << 63;              // refcount is exactly one
+inline constexpr uint64_t kOflagCompressed = 1ull << 62;          // L2: compressed descriptor
+inline constexpr uint64_t kOflagZero = 1ull << 0;                 // L2 v3: reads as zeroes
 inline constexpr uint64_t kL1OffsetMask = 0x00fffffffffffe00ull;  // bits 9-55
 inline constexpr uint64_t kL2OffsetMask = 0x00fffffffffffe00ull;  // bits 9-55
 // Bits that must be zero: L1 bits 1-8 and 56-62; L2 standard bits 1-8, 56-61.
@@ -113,8 +113,7 @@ struct CompressedDescriptor {
 [[nodiscard]] inline uint32_t compressed_offset_bits(uint32_t cluster_bits) {
   return 62 - (cluster_bits - 8);
 }
-[[nodiscard]] inline CompressedDescriptor decode_compressed(uint64_t entry,
-                                                            uint32_t cluster_bits) {
+[[nodiscard]] inline CompressedDescriptor decode_compressed(uint64_t entry, uint32_t cluster_bits) {
   const uint32_t x = compressed_offset_bits(cluster_bits);
   const uint64_t offset = entry & ((1ull << x) - 1);
   const uint64_t extra = (entry >> x) & ((1ull << (cluster_bits - 8)) - 1);
@@ -130,11 +129,11 @@ struct CompressedDescriptor {
 
 // What one L2 entry describes.
 enum class ClusterType {
-  kUnallocated,     // read from backing / zeroes
-  kZeroPlain,       // zero flag, no host cluster
-  kZeroAllocated,   // zero flag, host cluster preallocated
-  kNormal,          // data at host offset
-  kCompressed,      // compressed descriptor
+  kUnallocated,    // read from backing / zeroes
+  kZeroPlain,      // zero flag, no host cluster
+  kZeroAllocated,  // zero flag, host cluster preallocated
+  kNormal,         // data at host offset
+  kCompressed,     // compressed descriptor
 };
 [[nodiscard]] inline ClusterType classify_l2(uint64_t entry) {
   if (entry & kOflagCompressed) return ClusterType::kCompressed;
@@ -149,18 +148,24 @@ enum class ClusterType {
 [[nodiscard]] inline uint64_t refcount_get(std::span<const uint8_t> block, uint32_t order,
                                            uint64_t index) {
   switch (order) {
-    case 0: return (block[index / 8] >> (index % 8)) & 1u;
-    case 1: return (block[index / 4] >> (2 * (index % 4))) & 3u;
-    case 2: return (block[index / 2] >> (4 * (index % 2))) & 15u;
-    case 3: return block[index];
-    case 4: return load_be16(&block[index * 2]);
-    case 5: return load_be32(&block[index * 4]);
-    default: return load_be64(&block[index * 8]);
+    case 0:
+      return (block[index / 8] >> (index % 8)) & 1u;
+    case 1:
+      return (block[index / 4] >> (2 * (index % 4))) & 3u;
+    case 2:
+      return (block[index / 2] >> (4 * (index % 2))) & 15u;
+    case 3:
+      return block[index];
+    case 4:
+      return load_be16(&block[index * 2]);
+    case 5:
+      return load_be32(&block[index * 4]);
+    default:
+      return load_be64(&block[index * 8]);
   }
 }
 // Caller has checked value <= refcount_max(order).
-inline void refcount_set(std::span<uint8_t> block, uint32_t order, uint64_t index,
-                         uint64_t value) {
+inline void refcount_set(std::span<uint8_t> block, uint32_t order, uint64_t index, uint64_t value) {
   auto set_bits = [&](uint64_t per_byte, unsigned width) {
     const unsigned shift = static_cast<unsigned>(width * (index % per_byte));
     const unsigned mask = ((1u << width) - 1) << shift;
@@ -168,13 +173,27 @@ inline void refcount_set(std::span<uint8_t> block, uint32_t order, uint64_t inde
     b = static_cast<uint8_t>((b & ~mask) | ((static_cast<unsigned>(value) << shift) & mask));
   };
   switch (order) {
-    case 0: set_bits(8, 1); break;
-    case 1: set_bits(4, 2); break;
-    case 2: set_bits(2, 4); break;
-    case 3: block[index] = static_cast<uint8_t>(value); break;
-    case 4: store_be16(&block[index * 2], static_cast<uint16_t>(value)); break;
-    case 5: store_be32(&block[index * 4], static_cast<uint32_t>(value)); break;
-    default: store_be64(&block[index * 8], value); break;
+    case 0:
+      set_bits(8, 1);
+      break;
+    case 1:
+      set_bits(4, 2);
+      break;
+    case 2:
+      set_bits(2, 4);
+      break;
+    case 3:
+      block[index] = static_cast<uint8_t>(value);
+      break;
+    case 4:
+      store_be16(&block[index * 2], static_cast<uint16_t>(value));
+      break;
+    case 5:
+      store_be32(&block[index * 4], static_cast<uint32_t>(value));
+      break;
+    default:
+      store_be64(&block[index * 8], value);
+      break;
   }
 }
 [[nodiscard]] inline uint64_t refcount_max(uint32_t order) {

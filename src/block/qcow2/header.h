@@ -50,9 +50,9 @@ struct Qcow2Header {
   std::vector<uint8_t> unknown_header_tail;
 
   // Extensions.
-  std::string backing_file;                  // as stored (may be relative)
-  std::optional<std::string> backing_format;  // extension 0xe2792aca
-  std::vector<FeatureName> feature_names;     // extension 0x6803f857
+  std::string backing_file;                       // as stored (may be relative)
+  std::optional<std::string> backing_format;      // extension 0xe2792aca
+  std::vector<FeatureName> feature_names;         // extension 0x6803f857
   std::vector<HeaderExtension> other_extensions;  // preserved verbatim, in order
 
   [[nodiscard]] uint64_t cluster_size() const { return 1ull << cluster_bits; }

@@ -57,9 +57,7 @@ class Qcow2Image final : public DiskImage {
   [[nodiscard]] Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) override;
 
   // --- metadata access for skiff-img (info, map, check, snapshot, convert) ---
-  [[nodiscard]] std::unique_lock<std::recursive_mutex> lock() {
-    return std::unique_lock(mutex_);
-  }
+  [[nodiscard]] std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
   // The current header (copy, includes extensions and backing name).
   [[nodiscard]] qcow2::Qcow2Header header() const;
   [[nodiscard]] uint64_t cluster_size() const { return cluster_size_; }
@@ -165,8 +163,7 @@ class Qcow2Image final : public DiskImage {
   [[nodiscard]] Result<> rebuild_refcounts_locked();
   [[nodiscard]] Result<std::vector<SnapshotL1>> snapshot_l1_tables_locked();
   [[nodiscard]] Result<> preallocate(bool full);
-  [[nodiscard]] Result<> check_host_range(uint64_t offset, uint64_t length,
-                                          const char* what) const;
+  [[nodiscard]] Result<> check_host_range(uint64_t offset, uint64_t length, const char* what) const;
   friend Result<> qcow2::create(const std::string&, const qcow2::CreateOptions&);
 
   mutable std::recursive_mutex mutex_;
@@ -178,6 +175,9 @@ class Qcow2Image final : public DiskImage {
   uint64_t file_size_ = 0;  // grows as clusters are written
   std::vector<uint64_t> l1_;
   bool l1_dirty_ = false;
+  // Set while flush_tables_locked() writes L2 tables after its data+refcount
+  // sync, so the L2 write-back need not sync again per table.
+  bool refcounts_synced_for_l2_ = false;
   std::unique_ptr<qcow2::TableCache> l2_cache_;
   std::unique_ptr<qcow2::RefcountTable> refcounts_;
   std::unique_ptr<DiskImage> backing_;

@@ -23,8 +23,8 @@ class RefcountTable {
  public:
   // `file_size` is updated when clusters beyond it are written (shared with
   // the image).
-  RefcountTable(HostFile& file, uint64_t& file_size, uint32_t cluster_bits,
-                uint32_t refcount_order, size_t cache_bytes);
+  RefcountTable(HostFile& file, uint64_t& file_size, uint32_t cluster_bits, uint32_t refcount_order,
+                size_t cache_bytes);
 
   // Reads the table (validated against the file size).
   [[nodiscard]] Result<> load(uint64_t table_offset, uint32_t table_clusters);

@@ -1,0 +1,302 @@
+// Qcow2Image write side: cluster allocation and copy-on-write, in-place
+// overwrite of clusters we own, discard, write_zeroes and compressed writes.
+// Every cluster that stops being referenced is queued in pending_frees_ and
+// its refcount is only decremented after the tables no longer pointing at it
+// are on disk (process_pending_frees), see flush_tables_locked().
+#include <algorithm>
+
+#include "block/qcow2/compress.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/qcow2_image.h"
+#include "block/qcow2/refcount.h"
+#include "block/qcow2/table_cache.h"
+
+namespace skiff {
+
+using namespace qcow2;
+
+Result<uint64_t> Qcow2Image::refcount_locked(uint64_t cluster) {
+  return refcounts_->get(cluster);
+}
+
+Result<> Qcow2Image::free_host_range(uint64_t host_offset, uint64_t length) {
+  if (length == 0) return {};
+  pending_frees_.push_back({host_offset, length});
+  return {};
+}
+
+Result<> Qcow2Image::free_entry_clusters(uint64_t entry) {
+  switch (classify_l2(entry)) {
+    case ClusterType::kNormal:
+    case ClusterType::kZeroAllocated:
+      return free_host_range(entry & kL2OffsetMask, cluster_size_);
+    case ClusterType::kCompressed: {
+      const CompressedDescriptor d = decode_compressed(entry, cluster_bits_);
+      return free_host_range(d.host_offset, d.max_bytes);
+    }
+    default:
+      return {};
+  }
+}
+
+Result<> Qcow2Image::process_pending_frees() {
+  if (pending_frees_.empty()) return {};
+  // Nothing on disk may point at a cluster whose refcount drops.
+  SKIFF_TRY_VOID(flush_tables_locked());
+  std::vector<PendingFree> frees;
+  frees.swap(pending_frees_);
+  for (const PendingFree& f : frees) {
+    const uint64_t first = f.host_offset >> cluster_bits_;
+    const uint64_t last = (f.host_offset + f.length - 1) >> cluster_bits_;
+    for (uint64_t c = first; c <= last; ++c) SKIFF_TRY_VOID(refcounts_->add(c, -1));
+  }
+  // A freed cluster may be reused for anything now.
+  compressed_next_ = 0;
+  decompressed_entry_ = 0;
+  return {};
+}
+
+Result<> Qcow2Image::set_l2_entry(uint64_t gc, uint64_t entry) {
+  const uint64_t l2_bits = cluster_bits_ - 3;
+  const uint64_t l2_off = SKIFF_TRY(l2_offset_locked(gc >> l2_bits));
+  if (l2_off == 0) return fail("internal error: no L2 table for guest cluster {}", gc);
+  uint8_t* t = SKIFF_TRY(l2_cache_->get(l2_off));
+  store_be64(t + (gc & ((1ull << l2_bits) - 1)) * 8, entry);
+  l2_cache_->mark_dirty(l2_off);
+  return {};
+}
+
+// Makes the L2 table of L1 entry `l1_index` exist and be ours alone
+// (refcount 1, QCOW_OFLAG_COPIED), copying a table shared with a snapshot.
+Result<> Qcow2Image::make_l2_writable(uint64_t l1_index) {
+  const uint64_t off = SKIFF_TRY(l2_offset_locked(l1_index));
+  if (off == 0) {
+    const uint64_t fresh = SKIFF_TRY(refcounts_->allocate(1));
+    (void)SKIFF_TRY(l2_cache_->create(fresh));
+    l1_[l1_index] = fresh | kOflagCopied;
+    l1_dirty_ = true;
+    return {};
+  }
+  if (l1_[l1_index] & kOflagCopied) return {};
+  const uint64_t rc = SKIFF_TRY(refcount_locked(off >> cluster_bits_));
+  if (rc == 0)
+    return fail("L2 table {:#x} (L1 entry {}) has refcount 0; run 'skiff-img check -r all'", off,
+                l1_index);
+  if (rc == 1) {
+    l1_[l1_index] = off | kOflagCopied;
+    l1_dirty_ = true;
+    return {};
+  }
+  // Shared with a snapshot: copy it. The copy's entries reference the same
+  // clusters (their refcounts already count the snapshot's reference), so
+  // only OFLAG_COPIED needs recomputing.
+  const uint8_t* old = SKIFF_TRY(l2_cache_->get(off));
+  std::vector<uint8_t> copy(old, old + cluster_size_);
+  for (uint64_t i = 0; i < cluster_size_ / 8; ++i) {
+    uint64_t e = load_be64(&copy[i * 8]) & ~kOflagCopied;
+    const ClusterType t = classify_l2(e);
+    if (t == ClusterType::kNormal || t == ClusterType::kZeroAllocated) {
+      if (SKIFF_TRY(refcount_locked((e & kL2OffsetMask) >> cluster_bits_)) == 1) e |= kOflagCopied;
+    }
+    store_be64(&copy[i * 8], e);
+  }
+  const uint64_t fresh = SKIFF_TRY(refcounts_->allocate(1));
+  uint8_t* t = SKIFF_TRY(l2_cache_->create(fresh));
+  std::copy(copy.begin(), copy.end(), t);
+  l1_[l1_index] = fresh | kOflagCopied;
+  l1_dirty_ = true;
+  return free_host_range(off, cluster_size_);
+}
+
+Result<> Qcow2Image::write_cluster_part(uint64_t gc, uint64_t in_cluster,
+                                        std::span<const uint8_t> data) {
+  SKIFF_TRY_VOID(make_l2_writable(gc >> (cluster_bits_ - 3)));
+  const uint64_t entry = SKIFF_TRY(get_l2_entry(gc));
+  const ClusterType type = classify_l2(entry);
+  const uint64_t host = entry & kL2OffsetMask;
+  bool owned = false;
+  if (type == ClusterType::kNormal || type == ClusterType::kZeroAllocated) {
+    if (host % cluster_size_ != 0)
+      return fail("L2 entry for guest cluster {} has misaligned host offset {:#x}", gc, host);
+    if (host < cluster_size_)
+      return fail("L2 entry for guest cluster {} points at the header cluster", gc);
+    SKIFF_TRY_VOID(check_host_range(host, cluster_size_, "L2 entry's data cluster"));
+    owned = (entry & kOflagCopied) || SKIFF_TRY(refcount_locked(host >> cluster_bits_)) == 1;
+  }
+  if (type == ClusterType::kNormal && owned) {
+    SKIFF_TRY_VOID(file_.pwrite(host + in_cluster, data));
+    if (!(entry & kOflagCopied)) SKIFF_TRY_VOID(set_l2_entry(gc, entry | kOflagCopied));
+    return {};
+  }
+  // Build the whole new cluster: old contents (backing, zeroes, decompressed
+  // or a shared cluster's data) overlaid with the write.
+  std::vector<uint8_t> buf(cluster_size_);
+  const bool full = in_cluster == 0 && data.size() == cluster_size_;
+  if (!full) {
+    switch (type) {
+      case ClusterType::kUnallocated:
+        SKIFF_TRY_VOID(read_backing(gc * cluster_size_, buf));
+        break;
+      case ClusterType::kZeroPlain:
+      case ClusterType::kZeroAllocated:
+        break;
+      case ClusterType::kNormal:
+        SKIFF_TRY_VOID(file_.pread(host, buf));
+        break;
+      case ClusterType::kCompressed:
+        SKIFF_TRY_VOID(read_compressed(entry, buf));
+        break;
+    }
+  }
+  std::copy(data.begin(), data.end(), buf.begin() + static_cast<ptrdiff_t>(in_cluster));
+  const bool reuse = type == ClusterType::kZeroAllocated && owned;
+  const uint64_t target = reuse ? host : SKIFF_TRY(refcounts_->allocate(1));
+  SKIFF_TRY_VOID(file_.pwrite(target, buf));
+  file_size_ = std::max(file_size_, target + cluster_size_);
+  SKIFF_TRY_VOID(set_l2_entry(gc, target | kOflagCopied));
+  if (!reuse) SKIFF_TRY_VOID(free_entry_clusters(entry));
+  return {};
+}
+
+Result<> Qcow2Image::write(uint64_t offset, std::span<const uint8_t> in) {
+  std::lock_guard g(mutex_);
+  SKIFF_TRY_VOID(check_request(offset, in.size(), true));
+  while (!in.empty()) {
+    const uint64_t inc = offset & (cluster_size_ - 1);
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(cluster_size_ - inc, in.size()));
+    SKIFF_TRY_VOID(write_cluster_part(offset >> cluster_bits_, inc, in.first(n)));
+    offset += n;
+    in = in.subspan(n);
+  }
+  return process_pending_frees();
+}
+
+// Zeroes / discards one whole guest cluster.
+Result<> Qcow2Image::zero_cluster(uint64_t gc, bool may_unmap, bool discard) {
+  const bool v3 = header_.version >= 3;
+  const bool has_backing = header_.has_backing();
+  uint64_t entry = SKIFF_TRY(get_l2_entry(gc));
+  ClusterType type = classify_l2(entry);
+  uint64_t next;
+  if (discard) {
+    if (type == ClusterType::kUnallocated) return {};
+    // v2 cannot mark a cluster zero; unmapping would expose the backing
+    // file's data, so the discard (advisory) is skipped.
+    if (!v3 && has_backing) return {};
+    next = (v3 && has_backing) ? kOflagZero : 0;
+  } else {
+    if (type == ClusterType::kZeroPlain) return {};
+    if (type == ClusterType::kZeroAllocated && !may_unmap) return {};
+    if (type == ClusterType::kUnallocated && !has_backing) return {};  // already reads zeroes
+    if (!v3) {
+      if (!has_backing && may_unmap) {
+        next = 0;
+      } else {
+        std::vector<uint8_t> zeroes(cluster_size_);
+        return write_cluster_part(gc, 0, zeroes);
+      }
+    } else {
+      next = kOflagZero;
+    }
+  }
+  SKIFF_TRY_VOID(make_l2_writable(gc >> (cluster_bits_ - 3)));
+  entry = SKIFF_TRY(get_l2_entry(gc));
+  type = classify_l2(entry);
+  if (!discard && v3 && !may_unmap && type == ClusterType::kNormal && (entry & kOflagCopied)) {
+    // Keep the allocation (preallocated zero cluster, spec bit 0 note).
+    return set_l2_entry(gc, entry | kOflagZero);
+  }
+  SKIFF_TRY_VOID(set_l2_entry(gc, next));
+  return free_entry_clusters(entry);
+}
+
+namespace {
+// Guest clusters entirely inside [offset, offset+length) (the disk's last,
+// partial cluster counts as whole when the range reaches the disk end).
+struct ClusterSplit {
+  uint64_t head_end;    // end of the unaligned head
+  uint64_t first_full;  // first whole cluster index
+  uint64_t end_full;    // one past the last whole cluster index
+  uint64_t tail_start;  // start of the unaligned tail
+};
+ClusterSplit split(uint64_t offset, uint64_t length, uint64_t disk_size, uint32_t bits) {
+  const uint64_t cs = 1ull << bits;
+  const uint64_t end = offset + length;
+  const uint64_t aligned_start = (offset + cs - 1) & ~(cs - 1);
+  uint64_t aligned_end = end & ~(cs - 1);
+  if (end == disk_size) aligned_end = (end + cs - 1) & ~(cs - 1);
+  if (aligned_start >= aligned_end) return {end, 0, 0, end};
+  return {std::min(aligned_start, end), aligned_start >> bits, aligned_end >> bits,
+          std::min(aligned_end, end)};
+}
+}  // namespace
+
+Result<> Qcow2Image::discard(uint64_t offset, uint64_t length) {
+  std::lock_guard g(mutex_);
+  SKIFF_TRY_VOID(check_request(offset, length, true));
+  const ClusterSplit s = split(offset, length, header_.size, cluster_bits_);
+  for (uint64_t gc = s.first_full; gc < s.end_full; ++gc)
+    SKIFF_TRY_VOID(zero_cluster(gc, true, true));
+  return process_pending_frees();
+}
+
+Result<> Qcow2Image::write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) {
+  std::lock_guard g(mutex_);
+  SKIFF_TRY_VOID(check_request(offset, length, true));
+  const ClusterSplit s = split(offset, length, header_.size, cluster_bits_);
+  std::vector<uint8_t> zeroes;
+  auto partial = [&](uint64_t from, uint64_t to) -> Result<> {
+    while (from < to) {
+      const uint64_t inc = from & (cluster_size_ - 1);
+      const uint64_t n = std::min(cluster_size_ - inc, to - from);
+      zeroes.assign(n, 0);
+      SKIFF_TRY_VOID(write_cluster_part(from >> cluster_bits_, inc, zeroes));
+      from += n;
+    }
+    return {};
+  };
+  SKIFF_TRY_VOID(partial(offset, s.head_end));
+  for (uint64_t gc = s.first_full; gc < s.end_full; ++gc)
+    SKIFF_TRY_VOID(zero_cluster(gc, may_unmap, false));
+  if (s.tail_start < offset + length) SKIFF_TRY_VOID(partial(s.tail_start, offset + length));
+  return process_pending_frees();
+}
+
+Result<> Qcow2Image::write_compressed(uint64_t cluster_index, std::span<const uint8_t> data) {
+  std::lock_guard g(mutex_);
+  const uint64_t offset = cluster_index << cluster_bits_;
+  if (offset >= header_.size || data.size() > cluster_size_ ||
+      (data.size() < cluster_size_ && offset + data.size() != header_.size))
+    return fail(
+        "compressed write of {} bytes to guest cluster {} does not cover one cluster of "
+        "'{}'",
+        data.size(), cluster_index, file_.path());
+  SKIFF_TRY_VOID(check_request(offset, data.size(), true));
+  std::vector<uint8_t> buf(cluster_size_, 0);
+  std::copy(data.begin(), data.end(), buf.begin());
+  std::vector<uint8_t> packed = SKIFF_TRY(compress_cluster(header_.compression_type, buf));
+  if (packed.empty()) {  // incompressible: store it normally
+    SKIFF_TRY_VOID(write_cluster_part(cluster_index, 0, buf));
+    return process_pending_frees();
+  }
+  SKIFF_TRY_VOID(make_l2_writable(cluster_index >> (cluster_bits_ - 3)));
+  const uint64_t old = SKIFF_TRY(get_l2_entry(cluster_index));
+  // Pack compressed clusters back to back inside a host cluster; each
+  // descriptor holds one reference on every host cluster it touches.
+  uint64_t at;
+  const uint64_t used = compressed_next_ & (cluster_size_ - 1);
+  if (compressed_next_ != 0 && used != 0 && used + packed.size() <= cluster_size_) {
+    at = compressed_next_;
+    SKIFF_TRY_VOID(refcounts_->add(at >> cluster_bits_, 1));
+  } else {
+    at = SKIFF_TRY(refcounts_->allocate(1));
+  }
+  SKIFF_TRY_VOID(file_.pwrite(at, packed));
+  file_size_ = std::max(file_size_, at + packed.size());
+  compressed_next_ = at + packed.size();
+  SKIFF_TRY_VOID(set_l2_entry(cluster_index, encode_compressed(at, packed.size(), cluster_bits_)));
+  SKIFF_TRY_VOID(free_entry_clusters(old));
+  return process_pending_frees();
+}
+
+}  // namespace skiff
