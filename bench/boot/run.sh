@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Boot-time benchmark: skiff vs QEMU microvm launching the same PVH guest
+# that exits on its first instruction (tests/guests/exit_now.S). What it
+# measures is VMM start-up + VM creation + guest load + tear-down.
+#
+#   bench/boot/run.sh [N] [--only skiff|qemu]      (N runs each, default 20)
+#
+# Environment (defaults in brackets):
+#   SKIFF_BUILD_DIR  build tree [build/main]
+#   SKIFF            skiff binary [$SKIFF_BUILD_DIR/src/cli/skiff]
+#   GUEST_ELF        guest [$SKIFF_BUILD_DIR/tests/guests/exit_now.pvh.elf]
+#   QEMU             [qemu-system-x86_64]
+#   QEMU_CPU         [host,-arch-capabilities] (see bench/README.md)
+# Prints "skipped: <reason>" and exits 77 when something needed is missing.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+runs=20 only=
+while (($#)); do
+  case "$1" in
+  --only) only=${2:?--only needs skiff or qemu}; shift ;;
+  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *[!0-9]* | '') echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  *) runs=$1 ;;
+  esac
+  shift
+done
+case "$only" in '' | skiff | qemu) ;; *) echo "run.sh: --only skiff or qemu" >&2; exit 2 ;; esac
+
+build=${SKIFF_BUILD_DIR:-$root/build/main}
+skiff=${SKIFF:-$build/src/cli/skiff}
+guest=${GUEST_ELF:-$build/tests/guests/exit_now.pvh.elf}
+qemu=${QEMU:-qemu-system-x86_64}
+# -cpu host alone aborts on hosts whose KVM refuses MSR_IA32_ARCH_CAPABILITIES
+# (kvm_pvm: "failed to set MSR 0x10a"); the guest never reads it.
+qemu_cpu=${QEMU_CPU:-host,-arch-capabilities}
+
+skip() { echo "skipped: $*"; exit 77; }
+[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not usable by $(id -un)"
+[ -f "$guest" ] || skip "guest $guest missing (build the tests/guests targets, or set GUEST_ELF)"
+if [ "$only" != qemu ]; then
+  [ -x "$skiff" ] || skip "skiff binary $skiff missing (build it, set SKIFF, or use --only qemu)"
+fi
+if [ "$only" != skiff ]; then
+  command -v "$qemu" >/dev/null || skip "$qemu not found (run scripts/setup)"
+fi
+
+# QEMU: microvm with everything the guest does not use turned off (each
+# costs set-up time): no option ROMs, legacy timers/PIC/serial/RTC, ACPI.
+# The guest is loaded through QEMU's PVH support (ELF note 18). The debug
+# exit device sits at skiff's port 0xf4 (src/arch/x86/layout.h), not at
+# QEMU's default 0x501.
+machine=microvm,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=off,acpi=off
+qemu_cmd="$qemu -accel kvm -M $machine -cpu $qemu_cpu -m 128M -nodefaults -no-user-config"
+qemu_cmd+=" -nographic -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel $guest"
+skiff_cmd="$skiff --kernel $guest --memory size=128M --cpus boot=1 --serial off"
+
+vmms=()
+[ "$only" = qemu ] || vmms+=("skiff=$skiff_cmd")
+[ "$only" = skiff ] || vmms+=("qemu=$qemu_cmd")
+echo "host: $(nproc) cpus, $(uname -r), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
+exec python3 "$root/bench/boot/measure.py" --runs "$runs" --expect-status 1 --silent qemu "${vmms[@]}"
