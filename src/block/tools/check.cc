@@ -218,7 +218,9 @@ Result<Counts> count_and_compare(Qcow2Metadata& m, CheckReport& r) {
 // (qcow2.txt "Cluster mapping"). With fix, rewrites the wrong entries.
 Result<> check_copied_flags(Qcow2Metadata& m, CheckReport& r, bool fix) {
   const uint64_t cs = m.cluster_size();
-  auto l1 = SKIFF_TRY(m.read_l1());
+  auto l1r = m.read_l1();
+  if (!l1r) return {};  // an unreadable L1 is already counted as a corruption
+  auto& l1 = *l1r;
   bool l1_dirty = false;
   for (uint64_t i = 0; i < l1.size(); ++i) {
     uint64_t l2_off = l1[i] & qcow2::kL2OffsetMask;

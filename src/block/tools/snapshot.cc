@@ -49,6 +49,35 @@ Result<> update_reachable(Qcow2Metadata& m, const std::vector<uint64_t>& l1, int
   return {};
 }
 
+// Fails, before anything is written, if one more reference to any cluster
+// reachable from l1 would overflow the image's refcount width.
+Result<> check_headroom(Qcow2Metadata& m, const std::vector<uint64_t>& l1) {
+  const uint64_t cs = m.cluster_size();
+  auto need_one_more = [&](uint64_t c) -> Result<> {
+    if (SKIFF_TRY(m.refcount(c)) >= m.refcount_max())
+      return fail(
+          "{}: refcount of cluster {} would overflow {}-bit refcounts (recreate the image "
+          "with a larger refcount_bits to use snapshots)",
+          m.path(), c, m.refcount_bits());
+    return {};
+  };
+  for (uint64_t e1 : l1) {
+    uint64_t l2_off = e1 & qcow2::kL1OffsetMask;
+    if (!l2_off) continue;
+    SKIFF_TRY_VOID(need_one_more(l2_off / cs));
+    auto l2 = SKIFF_TRY(m.read_table(l2_off, m.l2_entries(), "L2 table"));
+    for (uint64_t e : l2) {
+      auto t = qcow2::classify_l2(e);
+      if (t == qcow2::ClusterType::kCompressed) {
+        SKIFF_TRY_VOID(need_one_more(m.compressed_extent(e).host_offset / cs));
+      } else if (t == qcow2::ClusterType::kNormal || t == qcow2::ClusterType::kZeroAllocated) {
+        SKIFF_TRY_VOID(need_one_more((e & qcow2::kL2OffsetMask) / cs));
+      }
+    }
+  }
+  return {};
+}
+
 Result<Qcow2Metadata> open_for_update(const std::string& path) {
   auto m = SKIFF_TRY(Qcow2Metadata::open(path, true));
   const auto& h = m.header();
@@ -111,6 +140,7 @@ Result<> create_snapshot(const std::string& path, const std::string& name) {
   if (snaps.size() >= qcow2::kMaxSnapshots) return fail("{}: too many snapshots", path);
   const auto& h = m.header();
   auto l1 = SKIFF_TRY(m.read_l1());
+  SKIFF_TRY_VOID(check_headroom(m, l1));
 
   // 1. The active tables stop claiming exclusive ownership (COPIED) before
   //    the refcounts go to 2: in between a crash costs only extra COW.
@@ -172,6 +202,7 @@ Result<> apply_snapshot(const std::string& path, const std::string& key) {
   const uint64_t per_l2 = m.l2_entries() * m.cluster_size();
   uint64_t need = size / per_l2 + (size % per_l2 != 0);
   if (target.size() < need) target.resize(need, 0);
+  SKIFF_TRY_VOID(check_headroom(m, target));
 
   // 1. The snapshot's clusters gain the active table's reference first.
   SKIFF_TRY_VOID(update_reachable(m, target, +1));
