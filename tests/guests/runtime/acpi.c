@@ -139,9 +139,7 @@ bool acpi_gas_write(const struct acpi_gas* g, uint32_t value) {
     return true;
   }
   if (g->space_id == 0) { /* system memory; must be mapped */
-    if (!phys_range_ok(g->address, 4) &&
-        !(g->address >= 0xfec00000 && g->address < 0xfec00000 + 0x400000))
-      return false;
+    if (!phys_range_ok(g->address, 4) && !mmio_range_ok(g->address, 4)) return false;
     if (width <= 8)
       *(volatile uint8_t*)phys(g->address) = (uint8_t)value;
     else if (width <= 16)

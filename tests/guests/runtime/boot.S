@@ -122,7 +122,9 @@ ap_next_slot:
 
 /* 2 MiB pages (no need for the 1 GiB-page CPUID bit the VMM might hide).
  * All levels carry U so ring 3 can use the same map. First GiB identity
- * mapped; 0xfec00000 (IOAPIC) and 0xfee00000 (LAPIC) uncached. */
+ * mapped; [0xfe000000, 4 GiB) uncached: IOAPIC (0xfec00000), LAPIC
+ * (0xfee00000) and the small MMIO blocks VMMs put there (QEMU microvm's
+ * ACPI GED sleep/reset registers at 0xfea00000). */
 	.section .data.pagetables, "aw"
 	.balign 4096
 	.globl pml4
@@ -141,10 +143,12 @@ pd_low:
 	.set addr, addr + 0x200000
 	.endr
 pd_high:
-	.fill 0x1f6, 8, 0
-	.quad 0xfec00000 + PTE_P + PTE_W + PTE_U + PTE_PWT + PTE_PCD + PTE_PS
-	.quad 0xfee00000 + PTE_P + PTE_W + PTE_U + PTE_PWT + PTE_PCD + PTE_PS
-	.fill 8, 8, 0
+	.fill 0x1f0, 8, 0
+	.set addr, 0xfe000000
+	.rept 16
+	.quad addr + PTE_P + PTE_W + PTE_U + PTE_PWT + PTE_PCD + PTE_PS
+	.set addr, addr + 0x200000
+	.endr
 
 	.section .bss.boot, "aw", @nobits
 	.balign 4096

@@ -9,8 +9,15 @@ struct boot_info boot_info;
 /* The boot page tables identity-map [0, 1 GiB). */
 #define IDENTITY_MAP_END 0x40000000ull
 
+#define MMIO_MAP_START 0xfe000000ull
+#define MMIO_MAP_END 0x100000000ull
+
 bool phys_range_ok(uint64_t addr, uint64_t len) {
   return addr < IDENTITY_MAP_END && len <= IDENTITY_MAP_END - addr;
+}
+
+bool mmio_range_ok(uint64_t addr, uint64_t len) {
+  return addr >= MMIO_MAP_START && addr < MMIO_MAP_END && len <= MMIO_MAP_END - addr;
 }
 
 /* A NUL-terminated string of at most max bytes inside the identity map. */

@@ -6,7 +6,6 @@ enum {
   COM1 = 0x3f8,
   UART_DATA = 0,
   UART_IER = 1,
-  UART_FCR = 2,
   UART_LCR = 3,
   UART_MCR = 4,
   UART_LSR = 5,
@@ -16,10 +15,11 @@ enum {
 };
 
 void serial_init(void) {
-  /* No interrupts, FIFOs on, 8N1, DTR|RTS. The divisor is left alone: the
-   * VMM's UART does not care and real baud rates do not matter here. */
+  /* No interrupts, 8N1, DTR|RTS. The divisor is left alone: the VMM's UART
+   * does not care and real baud rates do not matter here. FCR is not
+   * touched: changing its FIFO-enable bit clears the receive FIFO, which
+   * would drop input that arrived before the guest got here. */
   outb(COM1 + UART_IER, 0);
-  outb(COM1 + UART_FCR, 0x07);
   outb(COM1 + UART_LCR, 0x03);
   outb(COM1 + UART_MCR, 0x03);
 }

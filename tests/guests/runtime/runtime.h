@@ -99,6 +99,8 @@ extern struct boot_info boot_info;
 void parse_boot_info(int proto, uint64_t info_paddr);
 /* The identity map covers [0, 1 GiB): true if [addr, addr+len) is inside. */
 bool phys_range_ok(uint64_t addr, uint64_t len);
+/* The uncached window [0xfe000000, 4 GiB): IOAPIC, LAPIC, small MMIO. */
+bool mmio_range_ok(uint64_t addr, uint64_t len);
 static inline void* phys(uint64_t addr) {
   return (void*)(uintptr_t)addr;
 }
