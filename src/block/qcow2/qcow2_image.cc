@@ -179,7 +179,9 @@ Result<uint64_t> Qcow2Image::l2_offset_locked(uint64_t l1_index) {
   if (off % cluster_size_ != 0)
     return fail("L1 entry {} points at misaligned L2 table offset {:#x}", l1_index, off);
   if (off < cluster_size_) return fail("L1 entry {} points at the header cluster", l1_index);
-  if (off > file_size_ || cluster_size_ > file_size_ - off)
+  // Tables allocated this session may still live only in the cache.
+  const uint64_t end = std::max(file_size_, refcounts_->end_cluster() << cluster_bits_);
+  if (off > end || cluster_size_ > end - off)
     return fail("L1 entry {} points at L2 table {:#x}, past the end of the file ({} bytes)",
                 l1_index, off, file_size_);
   return off;
