@@ -1,6 +1,7 @@
 #include "cli/kv_options.h"
 
 #include <charconv>
+#include <vector>
 
 #include <fmt/ranges.h>
 
@@ -33,7 +34,8 @@ Result<KvMap> parse_kv(std::string_view option, std::string_view value,
                        std::initializer_list<std::string_view> allowed,
                        std::string_view bare_key) {
   KvMap out;
-  for (std::string_view item : SKIFF_TRY(split_items(option, value))) {
+  auto items = SKIFF_TRY(split_items(option, value));
+  for (std::string_view item : items) {
     if (item.empty()) return fail("{}: empty item in '{}'", option, value);
     std::string_view key, val;
     auto eq = item.find('=');

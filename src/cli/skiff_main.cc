@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         continue;
       case StopReason::kDebugExit:
         LOG_INFO("guest exited through the debug-exit port with status {}", out.debug_status);
-        return out.debug_status;
+        return out.debug_status & 0xff;  // what exit() keeps, as QEMU
       case StopReason::kGuestFailure:
         LOG_ERROR("guest failure: {}", out.detail);
         return kExitGuestFailure;

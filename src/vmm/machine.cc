@@ -1,5 +1,7 @@
 #include "vmm/machine.h"
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "arch/x86/acpi.h"
@@ -14,6 +16,46 @@
 #include "vmm/machine_devices.h"
 
 namespace skiff {
+
+namespace {
+
+// CPUID.01H:EDX bit 12: the vCPU has MTRRs (KVM then emulates them).
+bool has_mtrr(const std::vector<kvm_cpuid_entry2>& cpuid) {
+  for (const auto& e : cpuid)
+    if (e.function == 1) return (e.edx >> 12) & 1;
+  return false;
+}
+
+// LAPIC LVT LINT0 as ExtINT (the 8259 PIC's output) and LINT1 as NMI, as a
+// PC BIOS leaves them (MP spec §3.6.2.2 virtual-wire mode); Linux relies on
+// this to use the PIC before it switches to the IOAPIC.
+Result<> set_lapic_lints(kvm::Vcpu& vcpu) {
+  constexpr size_t kLvtLint0 = 0x350;
+  constexpr size_t kLvtLint1 = 0x360;
+  constexpr uint32_t kDeliveryExtInt = 0x7 << 8;
+  constexpr uint32_t kDeliveryNmi = 0x4 << 8;
+  kvm_lapic_state lapic = SKIFF_TRY(vcpu.get_lapic());
+  auto set = [&](size_t reg, uint32_t mode) {
+    uint32_t v;
+    std::memcpy(&v, lapic.regs + reg, 4);
+    v = (v & ~0x700u) | mode;
+    std::memcpy(lapic.regs + reg, &v, 4);
+  };
+  set(kLvtLint0, kDeliveryExtInt);
+  set(kLvtLint1, kDeliveryNmi);
+  return vcpu.set_lapic(lapic);
+}
+
+// x87 and SSE control words at their power-on values (SDM Vol. 1 §8.1.5,
+// §10.2.3): FCW 0x37f, MXCSR 0x1f80.
+kvm_fpu initial_fpu() {
+  kvm_fpu fpu{};
+  fpu.fcw = 0x37f;
+  fpu.mxcsr = 0x1f80;
+  return fpu;
+}
+
+}  // namespace
 
 Machine::Machine(VmConfig config) : config_(std::move(config)) {}
 
@@ -60,17 +102,17 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   if (!ram) return host_error(ram.error());
   m->ram_ = std::move(*ram);
 
-  auto devices = MachineDevices::create(config, *m, m->pio_, m->mmio_);
+  Machine* self = m.get();
+  auto devices = MachineDevices::create(
+      config, *m, [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); }, m->pio_,
+      m->mmio_);
   if (!devices) return config_error(devices.error());
   m->devices_ = std::move(*devices);
 
   // Load the kernel once now, so a bad kernel file is a configuration error
   // reported before anything runs.
   if (auto r = m->build(); !r) {
-    bool kernel_problem = r.error().message.starts_with("kernel") ||
-                          r.error().message.starts_with("initramfs") ||
-                          r.error().message.starts_with("cmdline");
-    return kernel_problem ? config_error(r.error()) : host_error(r.error());
+    return m->payload_error_ ? config_error(r.error()) : host_error(r.error());
   }
   return m;
 }
@@ -96,32 +138,42 @@ Result<> Machine::build() {
 
   // 3. Firmware tables the guest reads: ACPI (RSDP, XSDT, FADT, DSDT, MADT, MCFG).
   x86::AcpiConfig acpi;
-  acpi.num_cpus = config_.boot_cpus;
+  acpi.boot_cpus = config_.boot_cpus;
   uint64_t rsdp = SKIFF_TRY(x86::write_acpi_tables(mem, acpi));
 
   // 4. The kernel, initramfs and command line, per the kernel's boot protocol.
   x86::BootImageConfig image{config_.kernel, config_.initramfs, config_.cmdline};
   x86::KernelFormat format{};
-  x86::EntryState entry = SKIFF_TRY(x86::load_kernel(mem, image, rsdp, &format));
+  auto loaded = x86::load_kernel(mem, image, rsdp, &format);
+  if (!loaded) {
+    payload_error_ = true;  // the user's kernel/initramfs/cmdline, not the host
+    return std::unexpected(loaded.error());
+  }
+  x86::EntryState entry = *loaded;
   LOG_INFO("loaded {} kernel '{}', entry {:#x}", x86::kernel_format_name(format), config_.kernel,
            entry.rip);
 
-  // 5. vCPUs: CPUID and MSRs on each; boot registers on the BSP. APs wait
-  //    in KVM for INIT/SIPI from the BSP (MADT lists them).
-  x86::CpuTopology topology;
-  topology.num_cpus = config_.boot_cpus;
-  auto msrs = x86::boot_msrs(supported_msrs_);
+  // 5. vCPUs: CPUID, MSRs and LAPIC LINT pins on each; boot registers on the
+  //    BSP. APs wait in KVM for INIT/SIPI from the BSP (the MADT lists them).
+  auto topology = x86::CpuTopology::flat(config_.boot_cpus);
+  x86::CpuidOptions cpuid_options;
+  cpuid_options.tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, [this](Outcome o) { stop(std::move(o)); }};
   for (uint32_t i = 0; i < config_.boot_cpus; ++i) {
     kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(i));
-    SKIFF_TRY_VOID(vcpu.set_cpuid(x86::configure_cpuid(supported_cpuid_, i, topology)));
-    SKIFF_TRY_VOID(vcpu.set_msrs(msrs));
-    SKIFF_TRY_VOID(x86::set_lapic_lints(vcpu));
+    auto cpuid = SKIFF_TRY(
+        x86::build_cpuid(supported_cpuid_, i, config_.boot_cpus, topology, cpuid_options));
+    SKIFF_TRY_VOID(vcpu.set_cpuid(cpuid));
+    x86::MsrSupport msr_support{supported_msrs_, has_mtrr(cpuid)};
+    SKIFF_TRY_VOID(vcpu.set_msrs(x86::boot_msrs(msr_support)));
+    SKIFF_TRY_VOID(set_lapic_lints(vcpu));
     if (i == 0) {
-      x86::BootCpuState state = SKIFF_TRY(x86::boot_cpu_state(mem, entry));
-      SKIFF_TRY_VOID(vcpu.set_sregs(state.sregs));
-      SKIFF_TRY_VOID(vcpu.set_regs(state.regs));
-      SKIFF_TRY_VOID(vcpu.set_fpu(state.fpu));
+      kvm_regs regs{};
+      kvm_sregs sregs = SKIFF_TRY(vcpu.get_sregs());
+      SKIFF_TRY_VOID(x86::setup_boot_cpu(mem, entry, &regs, &sregs));
+      SKIFF_TRY_VOID(vcpu.set_sregs(sregs));
+      SKIFF_TRY_VOID(vcpu.set_regs(regs));
+      SKIFF_TRY_VOID(vcpu.set_fpu(initial_fpu()));
     }
     vcpus_.push_back(std::make_unique<VcpuRunner>(std::move(vcpu), ctx));
   }

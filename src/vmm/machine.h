@@ -63,6 +63,7 @@ class Machine final : public VmEvents {
   std::optional<kvm::Vm> vm_;
   std::vector<std::unique_ptr<VcpuRunner>> vcpus_;
 
+  bool payload_error_ = false;  // build() failed on the kernel/initramfs/cmdline
   std::atomic<bool> stopping_{false};
   std::mutex outcome_mu_;
   std::condition_variable outcome_cv_;
