@@ -104,18 +104,22 @@ Bytes large_item(uint8_t tag, uint16_t data_len) {
   return out;
 }
 
-Term word_space(uint8_t type, uint8_t type_flags, Usage usage, uint16_t min, uint16_t max,
-                const char* what) {
-  uint64_t len = SKIFF_TRY(range_length(min, max, 0xffff, what));
-  Bytes out = large_item(0x88, 13);  // §6.4.3.5.3: 16 bytes in all
+// Word, DWord and QWord Address Space Descriptors (§6.4.3.5.1-3) share one
+// layout: type, general flags, type-specific flags, then granularity, min,
+// max, translation offset and length, each `width` bytes.
+Term address_space(uint8_t tag, size_t width, uint8_t type, uint8_t type_flags, Usage usage,
+                   uint64_t min, uint64_t max, const char* what) {
+  uint64_t field_max = width == 8 ? UINT64_MAX : (uint64_t{1} << (8 * width)) - 1;
+  uint64_t len = SKIFF_TRY(range_length(min, max, field_max, what));
+  Bytes out = large_item(tag, static_cast<uint16_t>(3 + 5 * width));
   out.push_back(type);
   out.push_back(address_space_flags(usage));
   out.push_back(type_flags);
-  append_le(out, 0, 2);  // _GRA: 0, the range is fixed (min and max fixed)
-  append_le(out, min, 2);
-  append_le(out, max, 2);
-  append_le(out, 0, 2);  // _TRA: no translation
-  append_le(out, len, 2);
+  append_le(out, 0, width);  // _GRA: 0, the range is fixed (min and max fixed)
+  append_le(out, min, width);
+  append_le(out, max, width);
+  append_le(out, 0, width);  // _TRA: no translation
+  append_le(out, len, width);
   return out;
 }
 
@@ -303,41 +307,21 @@ Term irq_no_flags(uint8_t irq) {
 }
 
 Term word_bus_number(Usage usage, uint16_t min, uint16_t max) {
-  return word_space(kSpaceBusNumber, 0, usage, min, max, "WordBusNumber");
+  return address_space(0x88, 2, kSpaceBusNumber, 0, usage, min, max, "WordBusNumber");
 }
 
 Term word_io(Usage usage, uint16_t min, uint16_t max) {
   // I/O type-specific flags (§6.4.3.5.1 byte 5): _RNG = 3, entire range
   // (ISA and non-ISA addresses).
-  return word_space(kSpaceIo, 0x03, usage, min, max, "WordIO");
+  return address_space(0x88, 2, kSpaceIo, 0x03, usage, min, max, "WordIO");
 }
 
 Term dword_memory(Usage usage, Cache cache, uint32_t min, uint32_t max) {
-  uint64_t len = SKIFF_TRY(range_length(min, max, 0xffffffff, "DWordMemory"));
-  Bytes out = large_item(0x87, 23);  // §6.4.3.5.2: 26 bytes in all
-  out.push_back(kSpaceMemory);
-  out.push_back(address_space_flags(usage));
-  out.push_back(memory_flags(cache));
-  append_le(out, 0, 4);  // _GRA
-  append_le(out, min, 4);
-  append_le(out, max, 4);
-  append_le(out, 0, 4);  // _TRA
-  append_le(out, len, 4);
-  return out;
+  return address_space(0x87, 4, kSpaceMemory, memory_flags(cache), usage, min, max, "DWordMemory");
 }
 
 Term qword_memory(Usage usage, Cache cache, uint64_t min, uint64_t max) {
-  uint64_t len = SKIFF_TRY(range_length(min, max, UINT64_MAX, "QWordMemory"));
-  Bytes out = large_item(0x8a, 43);  // §6.4.3.5.1: 46 bytes in all
-  out.push_back(kSpaceMemory);
-  out.push_back(address_space_flags(usage));
-  out.push_back(memory_flags(cache));
-  append_le(out, 0, 8);  // _GRA
-  append_le(out, min, 8);
-  append_le(out, max, 8);
-  append_le(out, 0, 8);  // _TRA
-  append_le(out, len, 8);
-  return out;
+  return address_space(0x8a, 8, kSpaceMemory, memory_flags(cache), usage, min, max, "QWordMemory");
 }
 
 Term resource_template(TermList descriptors) {

@@ -114,7 +114,7 @@ void edit_features(kvm_cpuid_entry2& e, const CpuTopology& t, uint32_t id,
   // MONITOR/MWAIT: skiff does not let the guest idle in MWAIT (KVM would
   // have to disable MWAIT exiting), so HLT is the idle instruction.
   e.ecx &= ~kEcxMonitor;
-  // TSC-deadline mode of the local APIC timer (SDM Vol. 3A §10.5.4.1): KVM
+  // TSC-deadline mode of the local APIC timer (SDM Vol. 3A, "TSC-Deadline Mode"): KVM
   // emulates it but reports it only through KVM_CAP_TSC_DEADLINE_TIMER.
   e.ecx = opt.tsc_deadline_timer ? (e.ecx | kEcxTscDeadline) : (e.ecx & ~kEcxTscDeadline);
   // PDCM says IA32_PERF_CAPABILITIES exists, which is part of the PMU.
@@ -214,13 +214,14 @@ Result<std::vector<kvm_cpuid_entry2>> build_cpuid(const std::vector<kvm_cpuid_en
         break;
       case kLeafPower:
         // Leaf 06H: the guest cannot read thermal sensors, APERF/MPERF or
-        // use HWP (SDM Vol. 3B §14.4); keep only ARAT, which KVM's emulated
-        // APIC timer honours through C-states.
+        // use HWP (SDM Vol. 3B, "Power and Thermal Management"); keep only ARAT, which KVM's
+        // emulated APIC timer honours through C-states.
         e.eax &= kPowerEaxArat;
         e.ebx = e.ecx = e.edx = 0;
         break;
       case kLeafArchPmu:
-        // Leaf 0AH EAX[7:0] = 0: no architectural PMU (SDM Vol. 3B §20.2.1).
+        // Leaf 0AH EAX[7:0] = 0: no architectural PMU (SDM Vol. 3B, "Architectural Performance
+        // Monitoring").
         if (!opt.enable_pmu) zero_registers(e);
         break;
       case kLeafTopology:

@@ -42,7 +42,7 @@ struct CpuTopology {
 [[nodiscard]] Result<> validate_topology(const CpuTopology& topo, uint32_t vcpu_count);
 
 // The (x2)APIC ID of vCPU `index`: the thread, core, die and socket numbers
-// packed into fields just wide enough for their counts (SDM Vol. 3A §10.9.1,
+// packed into fields just wide enough for their counts (SDM Vol. 3A,
 // "Hierarchical Mapping of Shared Resources"). With the flat default the
 // APIC ID is the vCPU index. The MADT and CPUID both use this function.
 [[nodiscard]] uint32_t apic_id(const CpuTopology& topo, uint32_t index);

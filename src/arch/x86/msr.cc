@@ -34,7 +34,8 @@ constexpr std::array kBootMsrs{
     BootMsr{msr::kIa32MiscEnable, msr::kMiscEnableFastStrings},
     // MTRRs enabled with write-back as the default type. At power-on the
     // MTRRs are disabled, which makes all memory uncacheable (SDM Vol. 3A
-    // §12.11.2.1); firmware normally fixes that, and without firmware the
+    // "MTRR Considerations in Setting Up Memory"); firmware normally fixes that, and without
+    // firmware the
     // guest would run uncached (and Linux would turn PAT off).
     BootMsr{msr::kIa32MtrrDefType, msr::kMtrrDefTypeEnable | msr::kMtrrTypeWriteBack},
 };

@@ -29,7 +29,7 @@ inline constexpr uint32_t kKernelGsBase = 0xc0000102;
 
 // IA32_MISC_ENABLE bit 0: fast-strings enable.
 inline constexpr uint64_t kMiscEnableFastStrings = 1u << 0;
-// IA32_MTRR_DEF_TYPE (SDM Vol. 3A §12.11.2.1): bit 11 E (MTRRs enabled),
+// IA32_MTRR_DEF_TYPE (SDM Vol. 3A, "IA32_MTRR_DEF_TYPE MSR"): bit 11 E (MTRRs enabled),
 // bits 7:0 the default type; 6 = write-back.
 inline constexpr uint64_t kMtrrDefTypeEnable = 1u << 11;
 inline constexpr uint64_t kMtrrTypeWriteBack = 6;
