@@ -179,8 +179,9 @@ Result<> Qcow2Image::zero_cluster(uint64_t gc, bool may_unmap, bool discard) {
   ClusterType type = classify_l2(entry);
   uint64_t next;
   if (discard) {
-    if (type == ClusterType::kUnallocated) return {};
-    // v2 cannot mark a cluster zero; unmapping would expose the backing
+    if (type == ClusterType::kUnallocated && !has_backing) return {};
+    // Discarded clusters read as zeroes (not the backing file's data, as QEMU
+    // does). v2 cannot mark a cluster zero; unmapping would expose the backing
     // file's data, so the discard (advisory) is skipped.
     if (!v3 && has_backing) return {};
     next = (v3 && has_backing) ? kOflagZero : 0;
