@@ -70,6 +70,10 @@ class Guest:
         self.extra = []
 
     def run(self, stdin_script=None, timeout=90):
+        # QEMU gets the same budget; this loop allows a little more so the
+        # runner's own timeout (status 124) is what normally fires.
+        self.env.setdefault("QEMU_TIMEOUT", str(timeout))
+        timeout += 15
         p = subprocess.Popen([self.args.runner, self.args.elf] + self.extra, env=self.env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out = b""
@@ -160,6 +164,54 @@ def check_bootinfo(g):
     g.status(r, status_of(0x10))
 
 
+def write_modules(tmp, count, rng):
+    files = []
+    for i in range(count):
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 20000)))
+        path = os.path.join(tmp, f"mod{i}.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        files.append((path, data))
+    return files
+
+
+def check_bootinfo_modules(g):
+    """Multiboot with three modules: each reported, in order, hashed right."""
+    expect(g.fmt == "mb", "QEMU passes several modules only to Multiboot kernels")
+    tmp = tempfile.mkdtemp(prefix="skiff-bootinfo-")
+    try:
+        files = write_modules(tmp, 3, random.Random())
+        g.env.update(GUEST_INITRD=",".join(f"{p} arg{i}" for i, (p, _) in enumerate(files)))
+        r = g.run()
+    finally:
+        shutil.rmtree(tmp)
+    g.started(r, "bootinfo")
+    mods = [m.split() for m in r.values("MODULE")]
+    expect(len(mods) == 3, f"want 3 MODULE lines, got {len(mods)}")
+    for (addr, size, digest), (_, data) in zip(mods, files):
+        expect(int(size) == len(data) and int(digest, 16) == fnv1a64(data),
+               f"module {addr}: {size} bytes hash {digest}, want {len(data)} bytes {fnv1a64(data):016x}")
+    g.status(r, status_of(0x10))
+
+
+def check_bootinfo_too_many_modules(g):
+    """Nine modules, one more than the guest takes: a clear ERROR= line and
+    exit 0x7e, not a crash and not a silent truncation."""
+    expect(g.fmt == "mb", "QEMU passes several modules only to Multiboot kernels")
+    tmp = tempfile.mkdtemp(prefix="skiff-bootinfo-")
+    try:
+        files = write_modules(tmp, 9, random.Random())
+        g.env.update(GUEST_INITRD=",".join(p for p, _ in files))
+        r = g.run()
+    finally:
+        shutil.rmtree(tmp)
+    expect(r.lines[:1] == ["GUEST bootinfo START"], "no START line")
+    errors = r.values("ERROR")
+    expect(errors == ["multiboot mods_count 9 > 8"], f"ERROR lines {errors}")
+    expect(not r.values("MODULE"), "modules printed despite the error")
+    g.status(r, status_of(0x7E))
+
+
 def check_smp(g):
     cpus = 2
     g.env.update(QEMU_SMP=str(cpus))
@@ -214,7 +266,7 @@ def check_poweroff(g):
 def check_reboot(g):
     # 0x5f is QEMU's CPU-count byte for SeaBIOS (see reboot.c); 0x5e is free.
     g.env.update(GUEST_CMDLINE="cmos_index=0x5e", QEMU_REBOOT="1")
-    r = g.run(timeout=120)
+    r = g.run(timeout=200)  # three SeaBIOS boots; slow on a loaded host
     g.started(r, "reboot", count=3)
     seq = [l for l in r.lines if l.startswith(("BOOT=", "REBOOT"))]
     want = ["BOOT=1", "REBOOT via=i8042", "BOOT=2", "REBOOT via=acpi", "BOOT=3"]
@@ -261,7 +313,8 @@ CHECKS = {
     "exit_now": check_exit_now, "hello": check_hello, "bootinfo": check_bootinfo, "smp": check_smp,
     "serial_echo": check_serial_echo, "rtc": check_rtc, "poweroff": check_poweroff,
     "reboot": check_reboot, "triple_fault": check_triple_fault, "ring3_loop": check_ring3_loop,
-    "cpuid": check_cpuid,
+    "cpuid": check_cpuid, "bootinfo_modules": check_bootinfo_modules,
+    "bootinfo_too_many_modules": check_bootinfo_too_many_modules,
 }
 
 
@@ -269,7 +322,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runner", required=True)
     ap.add_argument("--elf", required=True)
-    ap.add_argument("--guest", required=True, choices=sorted(CHECKS))
+    ap.add_argument("--guest", required=True, choices=sorted(CHECKS), help="which check to run")
     ap.add_argument("--machine", default="q35")
     args = ap.parse_args()
 
