@@ -36,7 +36,7 @@ qemu=${QEMU:-qemu-system-x86_64}
 qemu_cpu=${QEMU_CPU:-host,-arch-capabilities}
 
 skip() { echo "skipped: $*"; exit 77; }
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not usable by $(id -un)"
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then skip "/dev/kvm is not usable by $(id -un)"; fi
 [ -f "$guest" ] || skip "guest $guest missing (build the tests/guests targets, or set GUEST_ELF)"
 if [ "$only" != qemu ]; then
   [ -x "$skiff" ] || skip "skiff binary $skiff missing (build it, set SKIFF, or use --only qemu)"

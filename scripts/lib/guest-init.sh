@@ -32,7 +32,8 @@ mem_kib=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
 echo "skiff-guest: booted $(uname -r), $cpus cpus, $((mem_kib / 1024)) MiB"
 
 # Later switches win, like the kernel's own parameters.
-shell=0 run= mnt=
+shell=0 run='' mnt=''
+# shellcheck disable=SC2013 # the command line is words, not lines
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
   skiff.shell=1) shell=1 ;;

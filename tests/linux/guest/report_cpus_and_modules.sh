@@ -3,7 +3,7 @@
 # runs_in_guest_script_with_virtio_modules_loaded): reports the CPU count and
 # the loaded modules, and fails if a virtio driver /init should have loaded is
 # missing, or if the virtio-rng device the host attached has no driver bound.
-cpus=$(cat /proc/cpuinfo | grep -c processor)
+cpus=$(grep -c processor /proc/cpuinfo)
 lsmod
 loaded=$(lsmod | awk 'NR > 1 { print $1 }' | sort | tr '\n' ',')
 missing=
