@@ -158,7 +158,8 @@ Result<> Machine::build() {
   auto topology = x86::CpuTopology::flat(config_.boot_cpus);
   x86::CpuidOptions cpuid_options;
   cpuid_options.tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-  VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, [this](Outcome o) { stop(std::move(o)); }};
+  VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, &pause_gate_,
+                  [this](Outcome o) { stop(std::move(o)); }};
   for (uint32_t i = 0; i < config_.boot_cpus; ++i) {
     kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(i));
     auto cpuid = SKIFF_TRY(
@@ -192,8 +193,10 @@ Outcome Machine::run() {
     std::lock_guard lock(outcome_mu_);
     outcome_.reset();
   }
+  pause_gate_.resume();
   VcpuRunner::install_kick_handler();
   for (auto& v : vcpus_) v->start();
+  running_ = true;
 
   Outcome result;
   {
@@ -213,16 +216,52 @@ void Machine::stop(Outcome outcome) {
   }
   stopping_.store(true, std::memory_order_release);
   for (auto& v : vcpus_) v->kick();
+  pause_gate_.wake_all();
   outcome_cv_.notify_all();
 }
 
 void Machine::teardown() {
+  std::lock_guard control(control_mu_);
+  running_ = false;
   stopping_ = true;
+  pause_gate_.wake_all();
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();
   vcpus_.clear();
   std::unique_lock lock(vm_mu_);
   vm_.reset();
+}
+
+Result<> Machine::pause() {
+  std::lock_guard control(control_mu_);
+  if (!running_ || stopping_) return fail("cannot pause: the VM is not running");
+  if (pause_gate_.paused()) return fail("cannot pause: the VM is already paused");
+  bool parked = pause_gate_.pause(
+      static_cast<unsigned>(vcpus_.size()), [this] { for (auto& v : vcpus_) v->kick(); },
+      stopping_);
+  if (!parked) return fail("cannot pause: the VM stopped");
+  // Freeze the guest's view of time: kvmclock resumes from this value.
+  std::shared_lock lock(vm_mu_);
+  paused_clock_ns_ = SKIFF_TRY(vm_->get_clock());
+  return {};
+}
+
+Result<> Machine::resume() {
+  std::lock_guard control(control_mu_);
+  if (!running_ || stopping_) return fail("cannot resume: the VM is not running");
+  if (!pause_gate_.paused()) return fail("cannot resume: the VM is not paused");
+  {
+    std::shared_lock lock(vm_mu_);
+    SKIFF_TRY_VOID(vm_->set_clock(paused_clock_ns_));
+  }
+  pause_gate_.resume();
+  return {};
+}
+
+std::vector<ExitCounts> Machine::exit_counts() const {
+  std::vector<ExitCounts> out;
+  for (const auto& v : vcpus_) out.push_back(v->exit_counts());
+  return out;
 }
 
 void Machine::request_poweroff() { stop(Outcome{StopReason::kPoweroff, 0, {}}); }

@@ -36,6 +36,16 @@ class Machine final : public VmEvents {
   // Boots the guest (again, after a reset) and blocks until it stops.
   [[nodiscard]] Outcome run();
 
+  // Stops every vCPU at a consistent point (KVM_RUN returned, exit handled)
+  // and freezes the guest's kvmclock; resume() continues without a clock
+  // jump. Callable from any thread while run() is running.
+  [[nodiscard]] Result<> pause();
+  [[nodiscard]] Result<> resume();
+  [[nodiscard]] bool paused() const { return pause_gate_.paused(); }
+
+  // Per-vCPU KVM exit counts by reason (index = KVM_EXIT_*), for the API.
+  [[nodiscard]] std::vector<ExitCounts> exit_counts() const;
+
   // VmEvents, called from vCPU threads by devices.
   void request_poweroff() override;
   void request_reset() override;
@@ -62,9 +72,13 @@ class Machine final : public VmEvents {
   std::shared_mutex vm_mu_;  // guards vm_ against set_irq during rebuild
   std::optional<kvm::Vm> vm_;
   std::vector<std::unique_ptr<VcpuRunner>> vcpus_;
+  std::atomic<bool> running_{false};  // vCPU threads started and not yet torn down
 
   bool payload_error_ = false;  // build() failed on the kernel/initramfs/cmdline
   std::atomic<bool> stopping_{false};
+  PauseGate pause_gate_;
+  std::mutex control_mu_;  // serialises pause/resume
+  uint64_t paused_clock_ns_ = 0;
   std::mutex outcome_mu_;
   std::condition_variable outcome_cv_;
   std::optional<Outcome> outcome_;

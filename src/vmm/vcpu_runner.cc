@@ -87,6 +87,8 @@ void VcpuRunner::fail(std::string what) {
 
 void VcpuRunner::loop() {
   while (!ctx_.stopping->load(std::memory_order_acquire)) {
+    ctx_.pause->park_if_paused(*ctx_.stopping);
+    if (ctx_.stopping->load(std::memory_order_acquire)) return;
     auto r = vcpu_.run();
     if (!r) {
       Outcome o{StopReason::kHostError, 0, r.error().what()};
@@ -97,8 +99,16 @@ void VcpuRunner::loop() {
   }
 }
 
+ExitCounts VcpuRunner::exit_counts() const {
+  ExitCounts out{};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = exit_counts_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
 bool VcpuRunner::handle_exit() {
   kvm_run* run = vcpu_.run_data();
+  exit_counts_[std::min<size_t>(run->exit_reason, kMaxExitReason - 1)].fetch_add(
+      1, std::memory_order_relaxed);
   switch (run->exit_reason) {
     case KVM_EXIT_IO: {
       // kvm_run's I/O data lives inside the mmapped run area at data_offset;

@@ -3,6 +3,7 @@
 // (shutdown, failure) is reported through VcpuContext::stop.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "vmm/exit_status.h"
+#include "vmm/pause_gate.h"
 
 namespace skiff {
 
@@ -19,9 +21,14 @@ struct VcpuContext {
   Bus* mmio = nullptr;
   const GuestMemory* memory = nullptr;
   const std::atomic<bool>* stopping = nullptr;
+  PauseGate* pause = nullptr;
   // Called at most once per vCPU, from the vCPU thread, when it decides the VM must stop.
   std::function<void(Outcome)> stop;
 };
+
+// KVM exit reasons are small integers (KVM_EXIT_*); one counter each.
+inline constexpr size_t kMaxExitReason = 64;
+using ExitCounts = std::array<uint64_t, kMaxExitReason>;
 
 class VcpuRunner {
  public:
@@ -36,6 +43,10 @@ class VcpuRunner {
   void kick();
   void join();
 
+  // How many times KVM_RUN returned, by exit reason (reads are racy but
+  // each counter is atomic; the API reports them as they are).
+  [[nodiscard]] ExitCounts exit_counts() const;
+
   // Installs the no-op kick signal handler; call once before starting vCPUs.
   static void install_kick_handler();
 
@@ -49,6 +60,7 @@ class VcpuRunner {
   VcpuContext ctx_;
   std::thread thread_;
   std::atomic<bool> running_{false};
+  std::array<std::atomic<uint64_t>, kMaxExitReason> exit_counts_{};
 };
 
 }  // namespace skiff
