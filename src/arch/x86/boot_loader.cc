@@ -1,0 +1,63 @@
+#include "arch/x86/boot_loader.h"
+
+#include <vector>
+
+#include "arch/x86/bzimage.h"
+#include "arch/x86/elf.h"
+#include "arch/x86/multiboot.h"
+#include "arch/x86/pvh.h"
+#include "base/fd.h"
+
+namespace skiff::x86 {
+
+Result<KernelFormat> detect_kernel_format(std::string_view name, std::span<const uint8_t> kernel) {
+  ImageBytes file(kernel);
+  if (has_bzimage_magic(file)) return KernelFormat::kBzImage;
+  // A malformed ELF or a malformed note is reported as such rather than
+  // falling through to "unrecognised": the user gave us an ELF kernel.
+  if (SKIFF_TRY(find_pvh_entry(name, file))) return KernelFormat::kPvhElf;
+  if (SKIFF_TRY(find_multiboot_header(name, file))) return KernelFormat::kMultiboot;
+  std::string_view elf_reason =
+      has_elf_magic(file) ? "an ELF file without a PVH note" : "no ELF PVH note";
+  return fail(
+      "'{}': not a bzImage, PVH ELF or Multiboot kernel (no 'HdrS' magic, {}, no "
+      "Multiboot header in the first 8 KiB; file is {} bytes)",
+      name, elf_reason, kernel.size());
+}
+
+Result<EntryState> load_kernel_image(const GuestMemory& mem, const BootImage& image,
+                                     KernelFormat* detected) {
+  KernelFormat format = SKIFF_TRY(detect_kernel_format(image.kernel_name, image.kernel));
+  if (detected != nullptr) *detected = format;
+  switch (format) {
+    case KernelFormat::kBzImage:
+      return load_bzimage(mem, image);
+    case KernelFormat::kPvhElf:
+      return load_pvh(mem, image);
+    case KernelFormat::kMultiboot:
+      return load_multiboot(mem, image);
+  }
+  return fail("'{}': unknown kernel format", image.kernel_name);
+}
+
+Result<EntryState> load_kernel(const GuestMemory& mem, const BootImageConfig& config,
+                               uint64_t rsdp_addr, KernelFormat* detected) {
+  std::string kernel = SKIFF_TRY(read_file(config.kernel_path));
+  std::string initramfs;
+  if (!config.initramfs_path.empty()) initramfs = SKIFF_TRY(read_file(config.initramfs_path));
+  auto bytes = [](const std::string& s) {
+    return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  BootImage image;
+  image.kernel_name = config.kernel_path;
+  image.kernel = bytes(kernel);
+  image.initramfs_name = config.initramfs_path;
+  image.initramfs = bytes(initramfs);
+  image.cmdline = config.cmdline;
+  image.rsdp_addr = rsdp_addr;
+  if (!config.initramfs_path.empty() && initramfs.empty())
+    return fail("initramfs '{}' is empty", config.initramfs_path);
+  return load_kernel_image(mem, image, detected);
+}
+
+}  // namespace skiff::x86
