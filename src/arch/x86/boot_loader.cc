@@ -13,10 +13,15 @@ namespace skiff::x86 {
 Result<KernelFormat> detect_kernel_format(std::string_view name, std::span<const uint8_t> kernel) {
   ImageBytes file(kernel);
   if (has_bzimage_magic(file)) return KernelFormat::kBzImage;
-  // A malformed ELF or a malformed note is reported as such rather than
-  // falling through to "unrecognised": the user gave us an ELF kernel.
+  // A valid Multiboot header wins over a PVH note, as in QEMU's -kernel (the
+  // reference): an ELF32 Multiboot kernel built from PVH code keeps the note.
+  // A broken Multiboot header does not stop a PVH kernel from booting.
+  auto multiboot = find_multiboot_header(name, file);
+  if (multiboot && *multiboot) return KernelFormat::kMultiboot;
+  // A malformed ELF or note is reported as such rather than as
+  // "unrecognised": the user gave us an ELF kernel.
   if (SKIFF_TRY(find_pvh_entry(name, file))) return KernelFormat::kPvhElf;
-  if (SKIFF_TRY(find_multiboot_header(name, file))) return KernelFormat::kMultiboot;
+  if (!multiboot) return std::unexpected(multiboot.error());
   std::string_view elf_reason =
       has_elf_magic(file) ? "an ELF file without a PVH note" : "no ELF PVH note";
   return fail(

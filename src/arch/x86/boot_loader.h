@@ -22,8 +22,9 @@ struct BootImageConfig {
   std::string cmdline;
 };
 
-// Which protocol a kernel file speaks. Checked in this order, so a vmlinux
-// that has both a PVH note and a Multiboot header boots as PVH.
+// Which protocol a kernel file speaks: bzImage ("HdrS"), then Multiboot (a
+// valid header in the first 8 KiB), then PVH (an ELF note). An ELF with both
+// a Multiboot header and a PVH note boots as Multiboot, as under QEMU.
 [[nodiscard]] Result<KernelFormat> detect_kernel_format(std::string_view name,
                                                         std::span<const uint8_t> kernel);
 

@@ -9,6 +9,11 @@
 #include "arch/x86/bzimage.h"
 #include "arch/x86/test_images.h"
 
+// Generated where the test guests are built (full tree only).
+#if __has_include("guests_dir.h")
+#include "guests_dir.h"
+#endif
+
 namespace skiff::x86 {
 namespace {
 
@@ -43,11 +48,26 @@ TEST(BootLoader, DetectsEachFormat) {
   EXPECT_EQ(detect(multiboot_elf32()), KernelFormat::kMultiboot);
 }
 
-TEST(BootLoader, PrefersPvhOverMultibootInTheSameElf) {
+TEST(BootLoader, PrefersMultibootOverPvhInTheSameElfLikeQemu) {
   auto spec = pvh_spec();
   auto h = multiboot_header(0x3);
   spec.segments[0].data.insert(spec.segments[0].data.begin(), h.begin(), h.end());
+  EXPECT_EQ(detect(make_elf(spec).bytes), KernelFormat::kMultiboot);
+}
+
+TEST(BootLoader, PvhElfWithABrokenMultibootHeaderStillBootsAsPvh) {
+  auto spec = pvh_spec();
+  auto h = multiboot_header(0x3, {}, /*good_checksum=*/false);
+  spec.segments[0].data.insert(spec.segments[0].data.begin(), h.begin(), h.end());
   EXPECT_EQ(detect(make_elf(spec).bytes), KernelFormat::kPvhElf);
+}
+
+TEST(BootLoader, BadMultibootChecksumIsReportedWhenNothingElseMatches) {
+  auto f = multiboot_header(0x3, {}, /*good_checksum=*/false);
+  f.resize(512);
+  auto r = detect(f);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("checksum"), std::string::npos) << r.error().message;
 }
 
 TEST(BootLoader, UnrecognisedFileNamesItselfAndSaysWhatIsMissing) {
@@ -185,6 +205,31 @@ TEST(BootLoader, LoadsDebianCloudKernel) {
     EXPECT_GE(addr, load_addr + ram.get<uint32_t>(0x7000 + 0x260)) << "above init_size";
     EXPECT_LE(uint64_t{addr} + size, 512 * kMiB);
   }
+}
+
+// skiff's own test guests (tests/guests), real compiler/linker output:
+// <name>.pvh.elf is ELF64 + PVH note, <name>.mb.elf the same code as ELF32
+// with a Multiboot header (and the note, which objcopy keeps).
+TEST(BootLoader, LoadsTheBuiltTestGuests) {
+#ifndef SKIFF_GUESTS_DIR
+  GTEST_SKIP() << "skipped: guests_dir.h not generated in this build tree";
+#else
+  const std::string dir = SKIFF_GUESTS_DIR;
+  const std::string pvh = dir + "/bootinfo.pvh.elf", mb = dir + "/bootinfo.mb.elf";
+  if (!std::filesystem::exists(pvh) || !std::filesystem::exists(mb))
+    GTEST_SKIP() << "skipped: build the skiff_guests target first (" << pvh << " absent)";
+  TestRam ram(64 * kMiB);
+  KernelFormat f{};
+  auto r = load_kernel(ram.mem(), BootImageConfig{pvh, "", "x"}, 0xe0000, &f);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(f, KernelFormat::kPvhElf);
+  EXPECT_EQ(r->rbx, 0x6000u);
+  TestRam ram2(64 * kMiB);
+  r = load_kernel(ram2.mem(), BootImageConfig{mb, "", "x"}, 0xe0000, &f);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(f, KernelFormat::kMultiboot);
+  EXPECT_EQ(r->rax, 0x2BADB002u);
+#endif
 }
 
 }  // namespace
