@@ -197,7 +197,8 @@ Result<Counts> count_and_compare(Qcow2Metadata& m, CheckReport& r) {
   for (uint64_t c = 0; c < out.all.size(); ++c) {
     uint64_t stored = SKIFF_TRY(m.refcount(c));
     uint64_t want = out.all[c];
-    if (want) r.image_end_offset = (c + 1) * cs;
+    // As qemu-img: the end is the last cluster that is referenced or has a refcount.
+    if (want || stored) r.image_end_offset = (c + 1) * cs;
     if (stored == want) continue;
     if (stored < want) {
       r.messages.push_back(

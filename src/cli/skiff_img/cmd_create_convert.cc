@@ -41,10 +41,12 @@ Result<NewImage> parse_create_options(const std::string& format, const std::stri
                                       const std::string& backing, const std::string& backing_fmt) {
   NewImage n;
   n.format = format;
-  auto kv = SKIFF_TRY(
-      cli::parse_kv("-o", opts,
-                    {"cluster_size", "backing_file", "backing_fmt", "compression_type",
-                     "preallocation", "lazy_refcounts", "refcount_bits", "compat", "size"}));
+  cli::KvMap kv;
+  if (!opts.empty())
+    kv = SKIFF_TRY(
+        cli::parse_kv("-o", opts,
+                      {"cluster_size", "backing_file", "backing_fmt", "compression_type",
+                       "preallocation", "lazy_refcounts", "refcount_bits", "compat", "size"}));
   auto& q = n.qcow2;
   if (format == "raw") {
     for (const auto& [k, v] : kv) {
@@ -173,13 +175,28 @@ int cmd_convert(const ConvertArgs& a) {
     if (st->data || !st->zero) {
       std::span<uint8_t> b(buf.data(), run);
       if (auto r = s.read(off, b); !r) return fail_with_report(r.error());
-      if (!all_zero(b.data(), b.size())) {
+      // Zero detection per target cluster keeps the output sparse; runs of
+      // non-zero clusters go out as one write.
+      uint64_t pos = 0;
+      while (pos < run) {
+        uint64_t piece = std::min(cs - (off + pos) % cs, run - pos);
+        if (all_zero(b.data() + pos, piece)) {
+          pos += piece;
+          continue;
+        }
+        uint64_t span_len = piece;
+        while (!a.compress && pos + span_len < run) {
+          uint64_t next = std::min(cs, run - pos - span_len);
+          if (all_zero(b.data() + pos + span_len, next)) break;
+          span_len += next;
+        }
         Result<> w;
-        if (a.compress && run == std::min(cs, s.size() - off) && off % cs == 0)
-          w = q->write_compressed(off / cs, b);
+        if (a.compress && (off + pos) % cs == 0 && span_len == std::min(cs, s.size() - off - pos))
+          w = q->write_compressed((off + pos) / cs, b.subspan(pos, span_len));
         else
-          w = d.write(off, b);
+          w = d.write(off + pos, b.subspan(pos, span_len));
         if (!w) return fail_with_report(w.error());
+        pos += span_len;
       }
     }
     off += run;

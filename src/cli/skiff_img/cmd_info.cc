@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "block/open_image.h"
+#include "block/qcow2/qcow2_image.h"
 #include "block/tools/qcow2_metadata.h"
 #include "cli/skiff_img/commands.h"
 #include "cli/skiff_img/image_access.h"
@@ -191,6 +192,29 @@ int print_snapshot_list(const std::vector<qcow2tools::Qcow2Snapshot>& snaps) {
   return 0;
 }
 
+namespace {
+
+// block_status at the layer that decides the range, with qemu's "present"
+// (allocated in that layer, zero clusters included) and the layer's depth.
+struct LayerStatus {
+  ExtentStatus s;
+  int depth = 0;
+  bool present = false;
+};
+
+Result<LayerStatus> chain_status(DiskImage& img, uint64_t off, uint64_t len, int depth = 0) {
+  auto s = SKIFF_TRY(img.block_status(off, len));
+  auto* q = dynamic_cast<Qcow2Image*>(&img);
+  if (s.depth > 0 && q && q->backing()) {
+    DiskImage& b = *q->backing();
+    return chain_status(b, off, std::min(s.length, len), depth + 1);
+  }
+  // Raw files are "allocated" everywhere, holes included (as in qemu's map).
+  return LayerStatus{s, depth, s.allocated || !q};
+}
+
+}  // namespace
+
 int cmd_map(const MapArgs& a) {
   auto img = open_disk(a.file, a.format, true);
   if (!img) {
@@ -209,21 +233,20 @@ int cmd_map(const MapArgs& a) {
   };
   std::vector<Row> rows;
   for (uint64_t off = 0; off < d.size();) {
-    auto st = d.block_status(off, d.size() - off);
+    auto st = chain_status(d, off, d.size() - off);
     if (!st) {
       report(st.error());
       return 1;
     }
-    uint64_t len = std::min<uint64_t>(std::max<uint64_t>(st->length, 1), d.size() - off);
+    uint64_t len = std::min<uint64_t>(std::max<uint64_t>(st->s.length, 1), d.size() - off);
     Row r{off,
           len,
           st->depth,
-          st->allocated || st->data || (st->zero && st->depth == 0 && st->allocated),
-          st->zero,
-          st->data,
-          st->data && !st->compressed && st->host_offset != 0,
-          st->host_offset};
-    if (d.format() == "raw") r.present = true;
+          st->present,
+          st->s.zero,
+          st->s.data,
+          st->s.data && !st->s.compressed,
+          st->s.host_offset};
     if (!rows.empty()) {
       Row& p = rows.back();
       bool same = p.depth == r.depth && p.present == r.present && p.zero == r.zero &&

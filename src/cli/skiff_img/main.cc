@@ -23,10 +23,13 @@ int main(int argc, char** argv) {
   auto* c = app.add_subcommand("create", "create a new image");
   c->add_option("-f", create.format, "format: raw or qcow2")
       ->check(CLI::IsMember({"raw", "qcow2"}));
-  c->add_option("-o", create.options,
-                "options: cluster_size=,backing_file=,backing_fmt=,"
-                "compression_type=,preallocation=,lazy_refcounts=,"
-                "refcount_bits=,compat=");
+  // -o may repeat; each occurrence takes exactly one argument (CLI11 would
+  // otherwise let a vector option swallow FILE and SIZE).
+  c->add_option_function<std::string>(
+       "-o", [&](const std::string& v) { create.options.push_back(v); },
+       "options: cluster_size=,backing_file=,backing_fmt=,compression_type=,preallocation=,"
+       "lazy_refcounts=,refcount_bits=,compat=")
+      ->trigger_on_parse();
   c->add_option("-b", create.backing, "backing file");
   c->add_option("-F", create.backing_format, "backing file format");
   c->add_option("FILE", create.file)->required();
@@ -67,7 +70,9 @@ int main(int argc, char** argv) {
   auto* v = app.add_subcommand("convert", "copy an image into a new one, skipping zeroes");
   v->add_option("-f", conv.src_format);
   v->add_option("-O", conv.dst_format)->check(CLI::IsMember({"raw", "qcow2"}));
-  v->add_option("-o", conv.options);
+  v->add_option_function<std::string>(
+       "-o", [&](const std::string& o) { conv.options.push_back(o); }, "target options")
+      ->trigger_on_parse();
   v->add_flag("-c", conv.compress, "write compressed clusters (qcow2)");
   v->add_flag("-p", conv.progress, "show progress on a terminal");
   v->add_option("SRC", conv.src)->required();
