@@ -219,6 +219,11 @@ def case_snapshots_both_ways(rng):
            f"snapshot -l differs:\n{skiff('snapshot', '-l', img).stdout}\n"
            f"{qemu_img('snapshot', '-l', img).stdout}")
     expect([r[1] for r in snapshot_ids_names("qemu", img)] == ["one", "two", "three"], "names")
+    a, b = skiff("snapshot", "-l", img).stdout, qemu_img("snapshot", "-l", img).stdout
+    expect(a == b, f"snapshot -l text differs:\n{a}\n{b}")
+    a, b = skiff("info", img).stdout, qemu_img("info", img).stdout
+    drop = lambda t: [l for l in t.splitlines() if not l.startswith("disk size")]
+    expect(drop(a) == drop(b), f"info text differs:\n{a}\n{b}")
     info_matches(img)
     # skiff applies qemu's snapshot, qemu applies skiff's
     skiff("snapshot", "-a", "three", img)
