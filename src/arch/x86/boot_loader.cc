@@ -1,5 +1,7 @@
 #include "arch/x86/boot_loader.h"
 
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "arch/x86/bzimage.h"
@@ -9,6 +11,27 @@
 #include "base/fd.h"
 
 namespace skiff::x86 {
+
+namespace {
+
+// Reads a kernel or initramfs file, refusing what cannot fit in the guest
+// before reading it: a device such as /dev/zero, or a file larger than RAM.
+Result<std::string> read_image_file(const std::string& path, std::string_view what,
+                                    uint64_t ram_bytes) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec) return fail("cannot open {} '{}': {}", what, path, ec.message());
+  if (!std::filesystem::is_regular_file(status))
+    return fail("{} '{}' is not a regular file", what, path);
+  uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return fail("cannot stat {} '{}': {}", what, path, ec.message());
+  if (size > ram_bytes)
+    return fail("{} '{}' ({} bytes) is larger than guest RAM ({} bytes)", what, path, size,
+                ram_bytes);
+  return read_file(path);
+}
+
+}  // namespace
 
 Result<KernelFormat> detect_kernel_format(std::string_view name, std::span<const uint8_t> kernel) {
   ImageBytes file(kernel);
@@ -47,9 +70,10 @@ Result<EntryState> load_kernel_image(const GuestMemory& mem, const BootImage& im
 
 Result<EntryState> load_kernel(const GuestMemory& mem, const BootImageConfig& config,
                                uint64_t rsdp_addr, KernelFormat* detected) {
-  std::string kernel = SKIFF_TRY(read_file(config.kernel_path));
+  std::string kernel = SKIFF_TRY(read_image_file(config.kernel_path, "kernel", mem.total_size()));
   std::string initramfs;
-  if (!config.initramfs_path.empty()) initramfs = SKIFF_TRY(read_file(config.initramfs_path));
+  if (!config.initramfs_path.empty())
+    initramfs = SKIFF_TRY(read_image_file(config.initramfs_path, "initramfs", mem.total_size()));
   auto bytes = [](const std::string& s) {
     return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   };

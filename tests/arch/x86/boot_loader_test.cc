@@ -142,6 +142,21 @@ TEST_F(BootLoaderFiles, MissingInitramfsErrorNamesThePath) {
   EXPECT_NE(r.error().what().find("/nonexistent/initrd"), std::string::npos);
 }
 
+TEST_F(BootLoaderFiles, RefusesDevicesAndFilesLargerThanGuestRam) {
+  TestRam ram(2 * kMiB);
+  auto r = load_kernel(ram.mem(), BootImageConfig{"/dev/zero", "", ""}, 0, nullptr);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not a regular file"), std::string::npos) << r.error().message;
+
+  BootImageConfig big{write("bz3", make_bzimage(BzImageSpec{})),
+                      write("big_initrd", std::vector<uint8_t>(3 * kMiB)), ""};
+  r = load_kernel(ram.mem(), big, 0, nullptr);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("larger than guest RAM"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("big_initrd"), std::string::npos);
+}
+
 // Every prefix of every synthetic image, and single-byte corruptions of the
 // headers, must load or fail with an error: never crash or touch memory
 // outside the buffers (run under ASan/UBSan with -DSKIFF_SANITIZE=ON).
