@@ -1,7 +1,5 @@
 #include "block/tools/check.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "block/tools/qcow2_metadata.h"
@@ -133,9 +131,9 @@ Result<> rebuild_refcounts(Qcow2Metadata& m, std::vector<uint64_t> counts) {
     reftable[b] = off;
   }
   SKIFF_TRY_VOID(m.write_table(base * cs, reftable));
-  if (fdatasync(m.fd()) != 0) return fail_errno("{}: fdatasync", m.path());
+  SKIFF_TRY_VOID(m.sync());
   SKIFF_TRY_VOID(m.replace_refcount_structure(base * cs, static_cast<uint32_t>(table)));
-  if (fdatasync(m.fd()) != 0) return fail_errno("{}: fdatasync", m.path());
+  SKIFF_TRY_VOID(m.sync());
   return {};
 }
 
@@ -152,7 +150,7 @@ Result<Counts> count_and_compare(Qcow2Metadata& m, CheckReport& r) {
   uint64_t fsize = SKIFF_TRY(m.file_size());
   Counts out;
   ReferenceCounter rc(m, fsize, r);
-  rc.add(0, std::max<uint64_t>(m.header_area_end(), 1), "header");
+  rc.add(0, 1, "header");  // header, extensions and backing name: cluster 0
   SKIFF_TRY_VOID(rc.walk_l1(h.l1_table_offset, h.l1_size, true));
   auto snaps = m.read_snapshots();
   if (!snaps) {

@@ -1,9 +1,5 @@
 #include "block/tools/qcow2_metadata.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -32,145 +28,35 @@ void store_be(uint8_t* p, uint64_t v, int bytes) {
 }  // namespace
 
 Result<Qcow2Metadata> Qcow2Metadata::open(const std::string& path, bool writable) {
-  Qcow2Metadata m;
+  Qcow2Metadata m(SKIFF_TRY(HostFile::open(path, !writable)));
   m.path_ = path;
   m.writable_ = writable;
-  m.fd_ = SKIFF_TRY(open_file(path, writable ? O_RDWR : O_RDONLY));
   SKIFF_TRY_VOID(m.parse_header());
   return m;
 }
 
 Result<uint64_t> Qcow2Metadata::file_size() const {
-  struct stat st {};
-  if (fstat(fd_.get(), &st) != 0) return fail_errno("{}: fstat", path_);
-  return static_cast<uint64_t>(st.st_size);
-}
-
-Result<> Qcow2Metadata::pread_exact(uint64_t offset, std::span<uint8_t> out) const {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n =
-        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno("{}: read at offset {}", path_, offset + done);
-    }
-    if (n == 0) return fail("{}: offset {} is past the end of the file", path_, offset + done);
-    done += static_cast<size_t>(n);
-  }
-  return {};
-}
-
-Result<> Qcow2Metadata::pwrite_exact(uint64_t offset, std::span<const uint8_t> in) {
-  if (!writable_) return fail("{}: opened read-only", path_);
-  size_t done = 0;
-  while (done < in.size()) {
-    ssize_t n =
-        ::pwrite(fd_.get(), in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno("{}: write at offset {}", path_, offset + done);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return {};
+  return file_.size();
 }
 
 Result<> Qcow2Metadata::parse_header() {
-  uint8_t b[112] = {};
-  uint64_t fsize = SKIFF_TRY(file_size());
-  if (fsize < 72) return fail("{}: file too small for a qcow2 header", path_);
-  SKIFF_TRY_VOID(pread_exact(0, std::span(b, std::min<uint64_t>(fsize, sizeof b))));
-  if (load_be(b, 4) != qcow2::kMagic) return fail("{}: not a qcow2 image (bad magic)", path_);
-  h_.version = static_cast<uint32_t>(load_be(b + 4, 4));
-  if (h_.version != 2 && h_.version != 3)
-    return fail("{}: unsupported qcow2 version {}", path_, h_.version);
-  h_.backing_file_offset = load_be(b + 8, 8);
-  h_.backing_file_size = static_cast<uint32_t>(load_be(b + 16, 4));
-  h_.cluster_bits = static_cast<uint32_t>(load_be(b + 20, 4));
-  h_.size = load_be(b + 24, 8);
-  h_.crypt_method = static_cast<uint32_t>(load_be(b + 32, 4));
-  h_.l1_size = static_cast<uint32_t>(load_be(b + 36, 4));
-  h_.l1_table_offset = load_be(b + 40, 8);
-  h_.refcount_table_offset = load_be(b + 48, 8);
-  h_.refcount_table_clusters = static_cast<uint32_t>(load_be(b + 56, 4));
-  h_.nb_snapshots = static_cast<uint32_t>(load_be(b + 60, 4));
-  h_.snapshots_offset = load_be(b + 64, 8);
-  if (h_.version >= 3) {
-    h_.incompatible_features = load_be(b + 72, 8);
-    h_.compatible_features = load_be(b + 80, 8);
-    h_.autoclear_features = load_be(b + 88, 8);
-    h_.refcount_order = static_cast<uint32_t>(load_be(b + 96, 4));
-    h_.header_length = static_cast<uint32_t>(load_be(b + 100, 4));
-    if (h_.header_length < 104 || h_.header_length % 8 != 0)
-      return fail("{}: invalid header_length {}", path_, h_.header_length);
-    if (h_.header_length > 104) h_.compression_type = b[104];
-  }
-  if (h_.cluster_bits < 9 || h_.cluster_bits > 21)
-    return fail("{}: invalid cluster_bits {} (must be 9..21)", path_, h_.cluster_bits);
-  const uint64_t cs = cluster_size();
-  if (h_.header_length > cs) return fail("{}: header_length exceeds a cluster", path_);
-  if (h_.refcount_order > 6) return fail("{}: invalid refcount_order {}", path_, h_.refcount_order);
+  // The block library's parser validates every field and extension; the
+  // tools add what they cannot handle.
+  const uint64_t fsize = SKIFF_TRY(file_size());
+  std::vector<uint8_t> first(std::min<uint64_t>(fsize, 1ULL << qcow2::kMaxClusterBits));
+  SKIFF_TRY_VOID(pread_exact(0, first));
+  auto h = qcow2::parse_header(first, fsize);
+  if (!h) return context(h.error(), path_);
+  h_ = std::move(*h);
   if (h_.crypt_method != 0) return fail("{}: encrypted images are not supported", path_);
-  if (uint64_t unknown = h_.incompatible_features & ~qcow2::kIncompatSupported)
-    return fail("{}: unknown incompatible features {:#x}", path_, unknown);
   if (h_.incompatible_features & qcow2::kIncompatExternalData)
     return fail("{}: external data files are not supported by skiff-img's qcow2 tools", path_);
   if (h_.incompatible_features & qcow2::kIncompatExtendedL2)
     return fail("{}: extended L2 entries are not supported by skiff-img's qcow2 tools", path_);
-  if (h_.compression_type > 1)
-    return fail("{}: unknown compression_type {}", path_, h_.compression_type);
-  if (uint64_t(h_.l1_size) * 8 > kMaxL1Bytes)
-    return fail("{}: l1_size {} too large", path_, h_.l1_size);
-  if (h_.l1_table_offset % cs != 0)
-    return fail("{}: l1_table_offset {:#x} not cluster aligned", path_, h_.l1_table_offset);
-  // Enough L1 entries to map the virtual disk (qcow2.txt "Cluster mapping").
-  uint64_t per_l1 = l2_entries() * cs;
-  if (h_.size / per_l1 + (h_.size % per_l1 != 0) > h_.l1_size)
-    return fail("{}: l1_size {} too small for virtual size {}", path_, h_.l1_size, h_.size);
-  if (h_.refcount_table_offset % cs != 0 || h_.refcount_table_offset == 0)
-    return fail("{}: refcount_table_offset {:#x} invalid", path_, h_.refcount_table_offset);
-  if (uint64_t(h_.refcount_table_clusters) * cs > kMaxRefcountTableBytes ||
-      h_.refcount_table_clusters == 0)
-    return fail("{}: refcount_table_clusters {} invalid", path_, h_.refcount_table_clusters);
   if (h_.nb_snapshots > kMaxSnapshots)
     return fail("{}: nb_snapshots {} too large", path_, h_.nb_snapshots);
-  if (h_.nb_snapshots && h_.snapshots_offset % cs != 0)
+  if (h_.nb_snapshots && h_.snapshots_offset % cluster_size())
     return fail("{}: snapshots_offset {:#x} not cluster aligned", path_, h_.snapshots_offset);
-
-  // Header extensions, qcow2.txt "Header extensions": they end at the first
-  // cluster, or at the backing file name if it comes first.
-  uint64_t end = cs;
-  if (h_.backing_file_offset) {
-    if (h_.backing_file_size > 1023 || h_.backing_file_offset + h_.backing_file_size > cs)
-      return fail("{}: backing file name out of the first cluster", path_);
-    end = std::min(end, h_.backing_file_offset);
-    backing_file_.resize(h_.backing_file_size);
-    SKIFF_TRY_VOID(pread_exact(
-        h_.backing_file_offset,
-        std::span(reinterpret_cast<uint8_t*>(backing_file_.data()), backing_file_.size())));
-    header_area_end_ = h_.backing_file_offset + h_.backing_file_size;
-  }
-  uint64_t off = h_.version >= 3 ? h_.header_length : 72;
-  while (off + 8 <= end && off + 8 <= fsize) {
-    uint8_t eh[8];
-    SKIFF_TRY_VOID(pread_exact(off, eh));
-    uint32_t type = static_cast<uint32_t>(load_be(eh, 4));
-    uint32_t len = static_cast<uint32_t>(load_be(eh + 4, 4));
-    off += 8;
-    if (type == qcow2::kExtEnd) break;
-    if (off + len > end) return fail("{}: header extension {:#x} overruns the header", path_, type);
-    if (type == qcow2::kExtBackingFormat) {
-      backing_format_.resize(len);
-      SKIFF_TRY_VOID(
-          pread_exact(off, std::span(reinterpret_cast<uint8_t*>(backing_format_.data()), len)));
-    } else if (type == qcow2::kExtDataFile) {
-      return fail("{}: external data files are not supported", path_);
-    }
-    off += (uint64_t(len) + 7) & ~7ULL;
-  }
-  header_area_end_ = std::max(header_area_end_, off);
-  if (h_.version < 3) h_.refcount_order = 4;
   reftable_ = SKIFF_TRY(read_refcount_table());
   return {};
 }
@@ -314,9 +200,9 @@ Result<> Qcow2Metadata::grow_refcount_table(uint64_t min_entries) {
   for (uint64_t k = 0; k <= table_clusters; ++k) SKIFF_TRY_VOID(set_refcount(block_cluster + k, 1));
   SKIFF_TRY_VOID(flush_refblocks());
   SKIFF_TRY_VOID(write_table(table_off, nt));
-  if (fdatasync(fd_.get()) != 0) return fail_errno("{}: fdatasync", path_);
+  SKIFF_TRY_VOID(file_.sync());
   SKIFF_TRY_VOID(set_refcount_table_fields(table_off, static_cast<uint32_t>(table_clusters)));
-  if (fdatasync(fd_.get()) != 0) return fail_errno("{}: fdatasync", path_);
+  SKIFF_TRY_VOID(file_.sync());
   reftable_dirty_.clear();
   for (uint64_t k = 0; k < old_clusters; ++k) SKIFF_TRY_VOID(add_refcount(old_off / cs + k, -1));
   return {};
@@ -337,7 +223,7 @@ Result<> Qcow2Metadata::flush() {
   // between leaves unreferenced blocks (leaks), never dangling pointers.
   SKIFF_TRY_VOID(flush_refblocks());
   if (!reftable_dirty_.empty()) {
-    if (fdatasync(fd_.get()) != 0) return fail_errno("{}: fdatasync", path_);
+    SKIFF_TRY_VOID(file_.sync());
     for (uint64_t ti : reftable_dirty_) {
       uint8_t e[8];
       store_be(e, reftable_[ti], 8);
@@ -345,7 +231,7 @@ Result<> Qcow2Metadata::flush() {
     }
     reftable_dirty_.clear();
   }
-  if (fdatasync(fd_.get()) != 0) return fail_errno("{}: fdatasync", path_);
+  SKIFF_TRY_VOID(file_.sync());
   return {};
 }
 

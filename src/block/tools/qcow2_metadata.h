@@ -18,33 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "base/fd.h"
 #include "base/result.h"
+#include "block/host_file.h"
 #include "block/qcow2/format.h"
+#include "block/qcow2/header.h"
 
 namespace skiff::qcow2tools {
-
-// Header fields, qcow2.txt "Header" (v2 fields zero-extended for v3 use).
-struct Qcow2Header {
-  uint32_t version = 0;
-  uint64_t backing_file_offset = 0;
-  uint32_t backing_file_size = 0;
-  uint32_t cluster_bits = 0;
-  uint64_t size = 0;
-  uint32_t crypt_method = 0;
-  uint32_t l1_size = 0;
-  uint64_t l1_table_offset = 0;
-  uint64_t refcount_table_offset = 0;
-  uint32_t refcount_table_clusters = 0;
-  uint32_t nb_snapshots = 0;
-  uint64_t snapshots_offset = 0;
-  uint64_t incompatible_features = 0;
-  uint64_t compatible_features = 0;
-  uint64_t autoclear_features = 0;
-  uint32_t refcount_order = 4;
-  uint32_t header_length = 72;
-  uint8_t compression_type = 0;  // 0 zlib, 1 zstd
-};
 
 // One snapshot table entry, qcow2.txt "Snapshots".
 struct Qcow2Snapshot {
@@ -66,19 +45,17 @@ class Qcow2Metadata {
   // Opens and validates the header; writable opens O_RDWR.
   [[nodiscard]] static Result<Qcow2Metadata> open(const std::string& path, bool writable);
 
-  [[nodiscard]] const Qcow2Header& header() const { return h_; }
+  [[nodiscard]] const qcow2::Qcow2Header& header() const { return h_; }
   [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] int fd() const { return fd_.get(); }
+  [[nodiscard]] Result<> sync() { return file_.sync(); }
   [[nodiscard]] uint64_t cluster_size() const { return 1ULL << h_.cluster_bits; }
   [[nodiscard]] uint64_t l2_entries() const { return cluster_size() / 8; }
   [[nodiscard]] uint64_t refcount_bits() const { return 1ULL << h_.refcount_order; }
   [[nodiscard]] uint64_t refcount_max() const { return qcow2::refcount_max(h_.refcount_order); }
   [[nodiscard]] uint64_t refblock_entries() const { return cluster_size() * 8 / refcount_bits(); }
-  [[nodiscard]] const std::string& backing_file() const { return backing_file_; }
-  [[nodiscard]] const std::string& backing_format() const { return backing_format_; }
+  [[nodiscard]] const std::string& backing_file() const { return h_.backing_file; }
+  [[nodiscard]] std::string backing_format() const { return h_.backing_format.value_or(""); }
   [[nodiscard]] Result<uint64_t> file_size() const;
-  // Bytes used by the header and its extensions (all inside cluster 0 for QEMU images).
-  [[nodiscard]] uint64_t header_area_end() const { return header_area_end_; }
   [[nodiscard]] qcow2::CompressedDescriptor compressed_extent(uint64_t l2_entry) const {
     return qcow2::decode_compressed(l2_entry, h_.cluster_bits);
   }
@@ -89,8 +66,12 @@ class Qcow2Metadata {
   [[nodiscard]] Result<> write_table(uint64_t offset, const std::vector<uint64_t>& table);
   [[nodiscard]] Result<std::vector<uint64_t>> read_l1() const;
   [[nodiscard]] Result<std::vector<uint64_t>> read_refcount_table() const;
-  [[nodiscard]] Result<> pread_exact(uint64_t offset, std::span<uint8_t> out) const;
-  [[nodiscard]] Result<> pwrite_exact(uint64_t offset, std::span<const uint8_t> in);
+  [[nodiscard]] Result<> pread_exact(uint64_t offset, std::span<uint8_t> out) const {
+    return file_.pread(offset, out);
+  }
+  [[nodiscard]] Result<> pwrite_exact(uint64_t offset, std::span<const uint8_t> in) {
+    return file_.pwrite(offset, in);
+  }
 
   // Refcount of a host cluster (0 when its refcount block is absent).
   [[nodiscard]] Result<uint64_t> refcount(uint64_t cluster);
@@ -118,7 +99,7 @@ class Qcow2Metadata {
   [[nodiscard]] Result<> replace_refcount_structure(uint64_t table_offset, uint32_t clusters);
 
  private:
-  Qcow2Metadata() = default;
+  explicit Qcow2Metadata(HostFile f) : file_(std::move(f)) {}
   [[nodiscard]] Result<> parse_header();
   [[nodiscard]] Result<std::vector<uint8_t>*> refblock(uint64_t table_index, bool create);
   [[nodiscard]] Result<> grow_refcount_table(uint64_t min_entries);
@@ -130,13 +111,10 @@ class Qcow2Metadata {
     bool dirty = false;
   };
 
-  Fd fd_;
+  HostFile file_;
   std::string path_;
   bool writable_ = false;
-  Qcow2Header h_;
-  std::string backing_file_;
-  std::string backing_format_;
-  uint64_t header_area_end_ = 0;
+  qcow2::Qcow2Header h_;
   std::vector<uint64_t> reftable_;
   std::map<uint64_t, CachedBlock> refblocks_;  // by refcount table index
   std::set<uint64_t> reftable_dirty_;          // table entries not yet written

@@ -1,7 +1,5 @@
 #include "block/tools/snapshot.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <ctime>
@@ -10,11 +8,6 @@
 
 namespace skiff::qcow2tools {
 namespace {
-
-Result<> sync(Qcow2Metadata& m) {
-  if (fdatasync(m.fd()) != 0) return fail_errno("{}: fdatasync", m.path());
-  return {};
-}
 
 // Adds delta to the refcount of every L2 table and data cluster reachable
 // from an L1 table (compressed extents may span two clusters).
@@ -105,7 +98,7 @@ Result<> replace_snapshot_table(Qcow2Metadata& m, const std::vector<Qcow2Snapsho
     SKIFF_TRY_VOID(m.flush());
   }
   SKIFF_TRY_VOID(m.set_snapshot_fields(static_cast<uint32_t>(snaps.size()), new_off));
-  SKIFF_TRY_VOID(sync(m));
+  SKIFF_TRY_VOID(m.sync());
   for (uint64_t c = 0; c < clusters_for(m, old_bytes); ++c)
     SKIFF_TRY_VOID(m.add_refcount(old_off / m.cluster_size() + c, -1));
   return m.flush();
@@ -158,7 +151,7 @@ Result<> create_snapshot(const std::string& path, const std::string& name) {
     e1 &= ~qcow2::kOflagCopied;
   }
   SKIFF_TRY_VOID(m.write_table(h.l1_table_offset, l1));
-  SKIFF_TRY_VOID(sync(m));
+  SKIFF_TRY_VOID(m.sync());
 
   // 2. References from the snapshot's copy of L1, and the copy itself.
   SKIFF_TRY_VOID(update_reachable(m, l1, +1));
@@ -213,19 +206,19 @@ Result<> apply_snapshot(const std::string& path, const std::string& key) {
   if (target.size() <= h.l1_size) {
     target.resize(h.l1_size, 0);
     SKIFF_TRY_VOID(m.write_table(h.l1_table_offset, target));
-    SKIFF_TRY_VOID(sync(m));
+    SKIFF_TRY_VOID(m.sync());
   } else {
     uint64_t off = SKIFF_TRY(m.allocate(clusters_for(m, target.size() * 8)));
     SKIFF_TRY_VOID(m.write_table(off, target));
     SKIFF_TRY_VOID(m.flush());
     SKIFF_TRY_VOID(m.set_l1_fields(static_cast<uint32_t>(target.size()), off));
-    SKIFF_TRY_VOID(sync(m));
+    SKIFF_TRY_VOID(m.sync());
     for (uint64_t c = 0; c < clusters_for(m, uint64_t(h.l1_size) * 8); ++c)
       SKIFF_TRY_VOID(m.add_refcount(h.l1_table_offset / m.cluster_size() + c, -1));
   }
   if (size != h.size) {
     SKIFF_TRY_VOID(m.set_size(size));
-    SKIFF_TRY_VOID(sync(m));
+    SKIFF_TRY_VOID(m.sync());
   }
 
   // 3. The previous active state's references go away.
