@@ -1,0 +1,170 @@
+// VirtioDevice: what every virtio device shares, independent of transport
+// (virtio 1.2 §2 "Basic Facilities of a Virtio Device"). Cloud Hypervisor's
+// model: a small interface (on_activate / on_reset / handle_queue) over
+// common state held here — device id, offered and negotiated features
+// (§2.2, §3.1.1), device status (§2.1), config space (§2.5), queues and the
+// "interrupt the driver" callback.
+//
+// The transport (virtio-pci in skiff, vhost-user in skiff-vhost) drives it:
+// it sets the guest memory and the interrupt callback, writes features and
+// status, configures the queues and calls process_queue(i) when the driver
+// notifies queue i. The device never learns which transport it is behind.
+//
+// Hostile-guest rule (DESIGN.md): when a queue walk or a request breaks the
+// rules, mark_needs_reset() sets DEVICE_NEEDS_RESET (§2.1.1: "the device has experienced
+// an error from which it can't recover"), raises a config-change interrupt
+// (§2.1.2: the device SHOULD notify the driver), logs one line and stops
+// processing the device until the driver resets it.
+//
+// Threading: set_status / config access come from a vCPU (or the vhost-user
+// socket) thread, process_queue from the device's I/O thread. The transport
+// starts and stops the I/O thread around activate/reset; status and the
+// failed flag are atomics so both sides read a coherent value.
+//
+// Seam for later: save()/restore() of the common state belong here and in
+// each device's file pair (STYLE.md §6); not written yet.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "memory/guest_memory.h"
+#include "virtio/queue.h"
+
+namespace skiff::virtio {
+
+// Device status bits (§2.1).
+inline constexpr uint8_t kStatusAcknowledge = 1;
+inline constexpr uint8_t kStatusDriver = 2;
+inline constexpr uint8_t kStatusDriverOk = 4;
+inline constexpr uint8_t kStatusFeaturesOk = 8;
+inline constexpr uint8_t kStatusNeedsReset = 0x40;
+inline constexpr uint8_t kStatusFailed = 0x80;
+
+// Reserved feature bits every skiff device offers (§6).
+inline constexpr unsigned kFeatureIndirectDesc = 28;  // VIRTIO_F_INDIRECT_DESC
+inline constexpr unsigned kFeatureEventIdx = 29;      // VIRTIO_F_EVENT_IDX
+inline constexpr unsigned kFeatureVersion1 = 32;      // VIRTIO_F_VERSION_1
+constexpr uint64_t feature_bit(unsigned bit) {
+  return 1ull << bit;
+}
+inline constexpr uint64_t kCommonFeatures = feature_bit(kFeatureIndirectDesc) |
+                                            feature_bit(kFeatureEventIdx) |
+                                            feature_bit(kFeatureVersion1);
+
+enum class InterruptKind {
+  kUsedBuffer,    // a queue has new used buffers (§2.7.10)
+  kConfigChange,  // config space or DEVICE_NEEDS_RESET changed (§2.5, §2.1.2)
+};
+// queue is meaningful for kUsedBuffer only.
+using InterruptCallback = std::function<void(InterruptKind kind, uint16_t queue)>;
+
+class VirtioDevice {
+ public:
+  // `device_features` are the device-specific bits; kCommonFeatures are
+  // added. Each of the `num_queues` queues offers `queue_max_size` entries.
+  VirtioDevice(uint32_t device_id, std::string name, uint64_t device_features, uint16_t num_queues,
+               uint16_t queue_max_size);
+  virtual ~VirtioDevice() = default;
+  VirtioDevice(const VirtioDevice&) = delete;
+  VirtioDevice& operator=(const VirtioDevice&) = delete;
+
+  [[nodiscard]] uint32_t device_id() const { return device_id_; }
+  [[nodiscard]] const std::string& name() const { return name_; }
+
+  // --- wiring by the transport
+  // `mem` must stay valid until reset() or destruction.
+  void set_memory(const GuestMemory* mem) { memory_ = mem; }
+  void set_interrupt(InterruptCallback cb) { interrupt_ = std::move(cb); }
+
+  // --- feature negotiation (§2.2, §3.1.1 steps 4-6)
+  [[nodiscard]] uint64_t device_features() const { return device_features_; }
+  [[nodiscard]] uint64_t driver_features() const { return driver_features_; }
+  // Ignored once FEATURES_OK is set (§2.2.2: the driver MUST NOT change
+  // features after that). Unoffered bits are refused at FEATURES_OK.
+  void set_driver_features(uint64_t features);
+  [[nodiscard]] bool negotiated(unsigned bit) const {
+    return (driver_features_ & feature_bit(bit)) != 0;
+  }
+
+  // --- device status (§2.1)
+  [[nodiscard]] uint8_t status() const { return status_.load(std::memory_order_acquire); }
+  // The driver's write: 0 resets; FEATURES_OK is kept only if the driver's
+  // features are acceptable (the driver re-reads it, §3.1.1 step 6);
+  // DRIVER_OK activates the device.
+  void set_status(uint8_t status);
+  [[nodiscard]] bool needs_reset() const { return (status() & kStatusNeedsReset) != 0; }
+
+  // --- config space (§2.5), by byte offset
+  [[nodiscard]] size_t config_size() const { return config_.size(); }
+  [[nodiscard]] Result<> read_config(uint64_t offset, std::span<uint8_t> out) const;
+  [[nodiscard]] Result<> write_config(uint64_t offset, std::span<const uint8_t> in);
+  // Bumped on every device-side config change (§4.1.4.3 config_generation).
+  [[nodiscard]] uint32_t config_generation() const {
+    return config_generation_.load(std::memory_order_acquire);
+  }
+
+  // --- queues
+  [[nodiscard]] uint16_t num_queues() const { return static_cast<uint16_t>(queues_.size()); }
+  [[nodiscard]] Queue* queue(uint16_t index) {
+    return index < queues_.size() ? &queues_[index] : nullptr;
+  }
+
+  // Checks every ready queue against guest memory and starts the device.
+  // Called on DRIVER_OK, or directly by vhost-user when the rings start.
+  // A failure leaves the device in NEEDS_RESET and is also returned.
+  [[nodiscard]] Result<> activate();
+  [[nodiscard]] bool activated() const { return activated_; }
+  // Back to the power-on state (§2.4): status 0, no features, queues reset.
+  void reset();
+
+  // The driver notified queue `index`: process what it made available.
+  // Does nothing while the device is not activated or needs a reset.
+  void process_queue(uint16_t index);
+
+ protected:
+  // Device-specific hooks.
+  [[nodiscard]] virtual Result<> on_activate() { return {}; }
+  virtual void on_reset() {}
+  // Handle the available buffers of queue `index`. An error means the
+  // driver broke the rules: the device goes to NEEDS_RESET.
+  [[nodiscard]] virtual Result<> handle_queue(uint16_t index, Queue& queue) = 0;
+  // Accepts or refuses a driver's feature set beyond the common checks.
+  [[nodiscard]] virtual Result<> validate_features(uint64_t /*features*/) const { return {}; }
+  // A driver write into config space (bounds already checked). Default:
+  // the config space is read-only.
+  [[nodiscard]] virtual Result<> on_config_write(uint64_t offset, std::span<const uint8_t> in);
+
+  // For devices: fill or change the config bytes. After activation use
+  // update_config() so the driver hears about it.
+  std::vector<uint8_t>& config_bytes() { return config_; }
+  void update_config(std::span<const uint8_t> bytes, uint64_t offset);
+
+  // Raise a used-buffer interrupt for `index` if the driver wants one.
+  void signal_used(uint16_t index);
+
+  // The hostile-guest path: NEEDS_RESET, config interrupt, one log line.
+  void mark_needs_reset(const Error& why);
+
+  [[nodiscard]] const GuestMemory* memory() const { return memory_; }
+
+ private:
+  uint32_t device_id_;
+  std::string name_;
+  uint64_t device_features_;
+  uint64_t driver_features_ = 0;
+  std::atomic<uint8_t> status_{0};
+  std::atomic<uint32_t> config_generation_{0};
+  bool activated_ = false;
+  std::vector<uint8_t> config_;
+  std::vector<Queue> queues_;
+  const GuestMemory* memory_ = nullptr;
+  InterruptCallback interrupt_;
+};
+
+}  // namespace skiff::virtio
