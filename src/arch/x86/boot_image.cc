@@ -19,6 +19,13 @@ std::string_view kernel_format_name(KernelFormat f) {
   return "unknown";
 }
 
+Result<> write_cstring(const GuestMemory& mem, uint64_t gpa, std::string_view s) {
+  auto dst = SKIFF_TRY(mem.slice(gpa, s.size() + 1));
+  std::copy(s.begin(), s.end(), dst.begin());
+  dst[s.size()] = 0;
+  return {};
+}
+
 Result<> write_cmdline(const GuestMemory& mem, std::string_view cmdline, uint64_t max_len) {
   uint64_t limit = std::min(max_len, kCmdlineMax - 1);
   if (cmdline.size() > limit)
@@ -26,10 +33,7 @@ Result<> write_cmdline(const GuestMemory& mem, std::string_view cmdline, uint64_
         "kernel command line is {} bytes; at most {} are allowed (kernel limit {}, "
         "skiff limit {}): shorten it",
         cmdline.size(), limit, max_len, kCmdlineMax - 1);
-  auto dst = SKIFF_TRY(mem.slice(kCmdlineAddr, cmdline.size() + 1));
-  std::copy(cmdline.begin(), cmdline.end(), dst.begin());
-  dst[cmdline.size()] = 0;
-  return {};
+  return write_cstring(mem, kCmdlineAddr, cmdline);
 }
 
 Result<uint64_t> place_initramfs(const GuestMemory& mem, const BootImage& image, uint64_t min_addr,

@@ -41,6 +41,9 @@ struct BootImage {
   uint64_t rsdp_addr = 0;  // 0: do not pass an RSDP address
 };
 
+// Writes s followed by a NUL at gpa.
+[[nodiscard]] Result<> write_cstring(const GuestMemory& mem, uint64_t gpa, std::string_view s);
+
 // Writes cmdline plus its NUL at kCmdlineAddr. max_len is the longest
 // command line (without NUL) the kernel accepts; kCmdlineMax bounds it too.
 [[nodiscard]] Result<> write_cmdline(const GuestMemory& mem, std::string_view cmdline,

@@ -157,9 +157,7 @@ Result<EntryState> load_multiboot(const GuestMemory& mem, const BootImage& image
     std::string_view s = image.initramfs_name;
     if (s.size() + 1 > kMbInfoPageSize - kMbModStringOffset)
       return fail("initramfs path '{}' is too long for the Multiboot module string", s);
-    auto dst = SKIFF_TRY(mem.slice(kMultibootInfoAddr + kMbModStringOffset, s.size() + 1));
-    std::copy(s.begin(), s.end(), dst.begin());
-    dst[s.size()] = 0;
+    SKIFF_TRY_VOID(write_cstring(mem, kMultibootInfoAddr + kMbModStringOffset, s));
     MultibootModule mod{static_cast<uint32_t>(initrd),
                         static_cast<uint32_t>(initrd + image.initramfs.size()),
                         static_cast<uint32_t>(kMultibootInfoAddr + kMbModStringOffset), 0};
@@ -168,10 +166,7 @@ Result<EntryState> load_multiboot(const GuestMemory& mem, const BootImage& image
     info.mods_count = 1;
     info.mods_addr = static_cast<uint32_t>(kMultibootInfoAddr + kMbModsOffset);
   }
-  auto name_dst =
-      SKIFF_TRY(mem.slice(kMultibootInfoAddr + kMbLoaderNameOffset, kLoaderName.size() + 1));
-  std::copy(kLoaderName.begin(), kLoaderName.end(), name_dst.begin());
-  name_dst[kLoaderName.size()] = 0;
+  SKIFF_TRY_VOID(write_cstring(mem, kMultibootInfoAddr + kMbLoaderNameOffset, kLoaderName));
   SKIFF_TRY_VOID(mem.write(kMultibootInfoAddr + kMbMmapOffset, mmap));
   SKIFF_TRY_VOID(mem.write_obj(kMultibootInfoAddr, info));
 
