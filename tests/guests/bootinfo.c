@@ -1,6 +1,6 @@
 /* bootinfo: prints what the loader handed over, for host tests to compare
- * with what they configured. Same source for PVH and Multiboot.
- *   BOOTPROTO=pvh|multiboot
+ * with what they configured. Same source for PVH, Multiboot and bzImage.
+ *   BOOTPROTO=pvh|multiboot|bzimage
  *   MEM=<start hex> <len hex> <type>        one per memory-map entry
  *   CMDLINE=<command line>                  (Multiboot loaders may prefix the kernel path)
  *   MODULE=<addr hex> <size> <fnv1a-64 hex> one per module/initrd
@@ -10,7 +10,7 @@
 const char guest_name[] = "bootinfo";
 
 int guest_main(void) {
-  printf("BOOTPROTO=%s\n", boot_info.proto == BOOT_PROTO_PVH ? "pvh" : "multiboot");
+  printf("BOOTPROTO=%s\n", boot_proto_name(boot_info.proto));
   for (uint32_t i = 0; i < boot_info.n_mem; i++)
     printf("MEM=%llx %llx %u\n", (unsigned long long)boot_info.mem[i].start,
            (unsigned long long)boot_info.mem[i].len, boot_info.mem[i].type);

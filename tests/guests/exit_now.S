@@ -1,7 +1,7 @@
 /* exit_now: the smallest PVH guest, for boot-time benchmarks. The first
- * instruction writes 0 to the isa-debug-exit port (exit status 1); no
- * runtime, no long mode. Also given a Multiboot entry so both image
- * formats can be timed. */
+ * instructions write boot marker 0x01 to port 0x80 and 0 to the
+ * isa-debug-exit port (exit status 1); no runtime, no long mode. Also
+ * given a Multiboot entry so both image formats can be timed. */
 	.section .note.Xen, "a", @note
 	.balign 4
 	.long 4, 4, 18          /* namesz, descsz, XEN_ELFNOTE_PHYS32_ENTRY */
@@ -13,6 +13,8 @@
 	.globl pvh_entry, mb_entry
 pvh_entry:
 mb_entry:
+	movb $0x01, %al         /* boot marker (BOOT_MARKER_ENTRY): the VMM logs its time */
+	outb %al, $0x80
 	xorl %eax, %eax
 	outb %al, $0xf4
 1:	cli

@@ -57,18 +57,24 @@ class BootProtocols(unittest.TestCase):
         self.assertGreaterEqual(int(addr, 16), MIB)
         self.assertLessEqual(int(addr, 16) + len(module), mem)
 
-        ranges = []
-        for line in r.values("MEM"):
-            start, length, typ = line.split()
-            ranges.append((int(start, 16), int(length, 16), int(typ)))
-        ranges.sort()
-        for (s1, l1, _), (s2, _, _) in zip(ranges, ranges[1:]):
-            self.assertLessEqual(s1 + l1, s2, f"overlapping memory map entries: {ranges}")
+        ranges = self.memory_map(r)
         ram = [(s, l) for s, l, t in ranges if t == 1]
         self.assertEqual(ram[0][0], 0, ranges)
         self.assertTrue(any(s == MIB for s, _ in ram), ranges)
         self.assertEqual(sum(l for _, l in ram), mem - (MIB - 0x9FC00), ranges)
         self.assertTrue(all(s + l <= mem for s, l in ram), ranges)
+
+    def memory_map(self, r):
+        """The MEM= lines as sorted (start, length, type), checked for overlaps."""
+        ranges = []
+        for line in r.values("MEM"):
+            start, length, typ = line.split()
+            ranges.append((int(start, 16), int(length, 16), int(typ)))
+        ranges.sort()
+        self.assertTrue(ranges, "guest printed no memory map:\n" + r.serial)
+        for (s1, l1, _), (s2, _, _) in zip(ranges, ranges[1:]):
+            self.assertLessEqual(s1 + l1, s2, f"overlapping memory map entries: {ranges}")
+        return ranges
 
     def test_pvh_guest_sees_memory_map_cmdline_and_module(self):
         self.check_bootinfo("pvh", "pvh")
@@ -80,6 +86,23 @@ class BootProtocols(unittest.TestCase):
         if not os.path.exists(guest("bootinfo", "bz")):
             self.fail("bootinfo.bzImage (bzImage form of the bootinfo guest) was not built")
         self.check_bootinfo("bz", "bzimage")
+
+    def test_memory_above_3gib_is_mapped_from_4gib(self):
+        # 3.5 GiB: 3 GiB fit below the PCI hole (layout.h kPciHoleStart),
+        # the other 512 MiB must appear at 4 GiB, in every boot protocol.
+        mem = 3584 * MIB
+        for fmt, proto in (("pvh", "pvh"), ("mb", "multiboot"), ("bz", "bzimage")):
+            with self.subTest(fmt=fmt):
+                r = run_skiff(["--kernel", guest("bootinfo", fmt), "--memory", "size=3584M"])
+                self.assertEqual(r.status, 33, r.serial + r.log)
+                self.assertEqual(r.value("BOOTPROTO"), proto)
+                ranges = self.memory_map(r)
+                ram = [(s, l) for s, l, t in ranges if t == 1]
+                self.assertIn((1 << 32, 512 * MIB), ram, ranges)
+                self.assertEqual(sum(l for _, l in ram), mem - (MIB - 0x9FC00), ranges)
+                hole = [(s, l) for s, l in ram if s < 1 << 32 and s + l > 3 << 30]
+                self.assertEqual(hole, [], f"RAM inside the PCI hole: {ranges}")
+                self.assertEqual(max(s + l for s, l in ram), (1 << 32) + 512 * MIB, ranges)
 
 
 class Smp(unittest.TestCase):
@@ -134,6 +157,20 @@ class Devices(unittest.TestCase):
         self.assertEqual(r.status, 33, r.log)
         self.assertRegex(r.log, r"boot marker 0x[0-9a-f]+ after [0-9.]+ ms")
 
+    def test_boot_markers_of_every_image_format_in_order(self):
+        # tests/guests/README.md: 0x01 at the entry, 0x02 before guest_main;
+        # exit_now writes only 0x01.
+        cases = [(guest("hello", f), 33, ["0x01", "0x02"]) for f in ("pvh", "mb", "bz")]
+        cases += [(guest("exit_now", f), 1, ["0x01"]) for f in ("pvh", "mb")]
+        for kernel, status, want in cases:
+            with self.subTest(kernel=os.path.basename(kernel)):
+                r = run_skiff(["--kernel", kernel, "--memory", "size=64M", "-v"])
+                self.assertEqual(r.status, status, r.log)
+                got = re.findall(r"boot marker (0x[0-9a-f]+) after ([0-9.]+) ms", r.log)
+                self.assertEqual([v for v, _ in got], want, r.log)
+                times = [float(t) for _, t in got]
+                self.assertEqual(times, sorted(times), r.log)
+
 
 class Lifecycle(unittest.TestCase):
     def setUp(self):
@@ -168,6 +205,23 @@ class Lifecycle(unittest.TestCase):
         self.assertIn("ABOUT TO FAULT", r.serial)
         self.assertRegex(r.log, r"RIP=[0-9a-f]{16}")
         self.assertRegex(r.log, r"code at RIP")
+
+    def test_emulation_failure_is_a_guest_failure_with_instruction_bytes(self):
+        r = run_skiff(["--kernel", guest("emulation_failure"), "--memory", "size=64M"])
+        m = re.search(r"ABOUT TO EMULATE lock cmpxchg16b \(%rdi\) bytes=([0-9a-f ]+)", r.serial)
+        self.assertIsNotNone(m, r.serial + r.log)
+        # Intel SDM, CMPXCHG8B/CMPXCHG16B: LOCK (F0) REX.W (48) 0F C7 /1, ModRM 0F = [rdi].
+        insn = "f0 48 0f c7 0f"
+        self.assertEqual(m.group(1).strip(), insn)
+        if not os.path.exists("/sys/module/kvm_pvm"):
+            # Hardware virtualisation runs CPL-0 code natively: no emulation.
+            self.assertEqual(r.status, 33, r.serial + r.log)
+            self.assertIn("EXECUTED ok=1", r.serial)
+            return
+        self.assertEqual(r.status, 4, r.serial + r.log)
+        self.assertNotIn("EXECUTED", r.serial)
+        self.assertIn("emulation failure", r.log)
+        self.assertRegex(r.log, rf"(instruction bytes|code at RIP \(phys 0x[0-9a-f]+\)): {insn}")
 
     def test_ring3_loop_runs_at_native_speed(self):
         r = run_skiff(["--kernel", guest("ring3_loop"), "--memory", "size=64M", "--cmdline", "iters=100000000"])

@@ -9,6 +9,12 @@
  * ELF entry (e_entry, used by Multiboot loaders) is mb_entry. The Multiboot
  * header lives in mb_header.S and is linked only into the .mb.elf images:
  * QEMU tries Multiboot before PVH and refuses a 64-bit ELF that carries it.
+ * The PVH note is linked only into the .pvh.elf images (guest_mb.ld discards
+ * it): skiff, like a vmlinux loader, prefers PVH when both are present.
+ * The bzImage entries (32-bit at +0, 64-bit at +0x200) are in bz_head.S and
+ * join long_mode32 / entry64 below.
+ *
+ * The first instructions of each entry write BOOT_MARKER_ENTRY to port 0x80.
  */
 #include "boot_defs.h"
 
@@ -28,6 +34,8 @@
 /* PVH (xen/include/public/arch-x86/hvm/start_info.h): protected mode, paging
  * off, flat segments, EBX = struct hvm_start_info. */
 pvh_entry:
+	movb $BOOT_MARKER_ENTRY, %al    /* boot marker: first thing, one OUT */
+	outb %al, $POST_PORT
 	movl $BOOT_PROTO_PVH, %edi
 	movl %ebx, %esi
 	jmp long_mode32
@@ -39,7 +47,9 @@ mb_entry:
 	cmpl $MB_BOOTLOADER_MAGIC, %eax
 	je 1f
 	movl $BOOT_PROTO_UNKNOWN, %edi
-1:	movl %ebx, %esi
+1:	movb $BOOT_MARKER_ENTRY, %al    /* boot marker, once EAX has been read */
+	outb %al, $POST_PORT
+	movl %ebx, %esi
 	/* fall through */
 
 /* Shared by the BSP and the APs (the AP trampoline jumps here with EDI=0):
@@ -61,6 +71,9 @@ long_mode32:
 	ljmpl $SEL_KCODE64, $entry64
 
 	.code64
+/* EDI = BOOT_PROTO_* (0 for an AP), ESI = boot information. Also the
+ * target of the bzImage 64-bit entry once it has loaded this GDT and CR3. */
+	.globl entry64
 entry64:
 	movl $SEL_KDATA, %eax
 	movl %eax, %ds
@@ -150,7 +163,9 @@ pd_high:
 	.set addr, addr + 0x200000
 	.endr
 
-	.section .bss.boot, "aw", @nobits
+/* Stacks go in .stack (guest_sections.ld: after .bss, not cleared by the
+ * bzImage entries; a stack needs no zeroing). */
+	.section .stack, "aw", @nobits
 	.balign 4096
 	.globl boot_stack_top, ap_stacks
 boot_stack:

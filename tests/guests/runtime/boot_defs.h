@@ -4,11 +4,19 @@
 #define BOOT_PROTO_UNKNOWN 3
 #define BOOT_PROTO_PVH 1
 #define BOOT_PROTO_MULTIBOOT 2
+#define BOOT_PROTO_BZIMAGE 4
+
+/* Port 0x80 boot markers (README "Boot markers"): the VMM logs the time of
+ * each write. */
+#define POST_PORT 0x80
+#define BOOT_MARKER_ENTRY 0x01 /* first instructions of the 32/64-bit entry */
+#define BOOT_MARKER_MAIN 0x02  /* guest_main() is about to run (CPL 3) */
 
 #define MB_HEADER_MAGIC 0x1BADB002
 #define MB_HEADER_FLAGS 0x00000003
 #define MB_BOOTLOADER_MAGIC 0x2BADB002
 #define PVH_START_MAGIC 0x336ec578
+#define BZ_LOAD_ADDR 0x100000 /* pref_address; the bzImage is not relocatable */
 
 #define SEL_KCODE64 0x08
 #define SEL_KDATA 0x10

@@ -1,5 +1,5 @@
-/* Boot information from the loader, PVH or Multiboot v1, into one
- * struct boot_info. Everything the loader hands over is treated as hostile:
+/* Boot information from the loader, PVH, Multiboot v1 or Linux boot_params
+ * (bzImage), into one struct boot_info. Everything the loader hands over is treated as hostile:
  * the VMM under test may be wrong, and a wrong pointer must produce an
  * ERROR= line, not a page fault. */
 #include "runtime.h"
@@ -143,6 +143,69 @@ static void parse_multiboot(uint64_t paddr) {
   }
 }
 
+/* Linux boot_params, the "zero page" (zero-page.rst; boot.rst for the
+ * setup header copied in at 0x1f1). Offsets of the fields the guests use;
+ * ext_* hold the high 32 bits of the matching header fields. */
+enum {
+  BP_SIZE = 0x1000,
+  BP_ACPI_RSDP_ADDR = 0x070, /* u64 */
+  BP_EXT_RAMDISK_IMAGE = 0x0c0,
+  BP_EXT_RAMDISK_SIZE = 0x0c4,
+  BP_EXT_CMD_LINE_PTR = 0x0c8,
+  BP_E820_ENTRIES = 0x1e8, /* u8 */
+  BP_HDR_MAGIC = 0x202,    /* "HdrS" */
+  BP_RAMDISK_IMAGE = 0x218,
+  BP_RAMDISK_SIZE = 0x21c,
+  BP_CMD_LINE_PTR = 0x228,
+  BP_E820_TABLE = 0x2d0, /* packed {u64 addr, u64 size, u32 type} */
+  BP_E820_ENTRY_SIZE = 20,
+};
+
+static uint32_t bp_u32(const uint8_t* bp, uint32_t off) {
+  uint32_t v;
+  memcpy(&v, bp + off, sizeof v);
+  return v;
+}
+
+/* A header field (low 32 bits) and its ext_* high half. */
+static uint64_t bp_split_u64(const uint8_t* bp, uint32_t lo_off, uint32_t hi_off) {
+  return bp_u32(bp, lo_off) | (uint64_t)bp_u32(bp, hi_off) << 32;
+}
+
+static void parse_bzimage(uint64_t paddr) {
+  if (!phys_range_ok(paddr, BP_SIZE))
+    guest_fail("boot_params at 0x%llx is outside guest RAM", (unsigned long long)paddr);
+  const uint8_t* bp = phys(paddr);
+  /* The loader copies the setup header from the image, magic included: no
+   * magic means RSI does not point at boot_params. */
+  if (memcmp(bp + BP_HDR_MAGIC, "HdrS", 4) != 0)
+    guest_fail("boot_params at 0x%llx has no HdrS setup header", (unsigned long long)paddr);
+  uint64_t cmdline = bp_split_u64(bp, BP_CMD_LINE_PTR, BP_EXT_CMD_LINE_PTR);
+  boot_info.cmdline = checked_string(cmdline, CMDLINE_MAX, "boot_params cmd_line_ptr");
+  uint64_t rsdp;
+  memcpy(&rsdp, bp + BP_ACPI_RSDP_ADDR, sizeof rsdp);
+  boot_info.rsdp_paddr = rsdp;
+
+  uint64_t rd_addr = bp_split_u64(bp, BP_RAMDISK_IMAGE, BP_EXT_RAMDISK_IMAGE);
+  uint64_t rd_size = bp_split_u64(bp, BP_RAMDISK_SIZE, BP_EXT_RAMDISK_SIZE);
+  if (rd_size) {
+    boot_info.modules[0] = (struct boot_module){rd_addr, rd_size};
+    boot_info.n_modules = 1;
+  }
+
+  uint32_t n = bp[BP_E820_ENTRIES];
+  /* The zero page has room for 128 (E820_MAX_ENTRIES_ZEROPAGE); we take 64. */
+  if (n > MAX_MEM_RANGES) guest_fail("boot_params e820_entries %u > %u", n, MAX_MEM_RANGES);
+  for (uint32_t i = 0; i < n; i++) {
+    const uint8_t* e = bp + BP_E820_TABLE + i * BP_E820_ENTRY_SIZE;
+    struct mem_range* r = &boot_info.mem[i];
+    memcpy(&r->start, e, 8);
+    memcpy(&r->len, e + 8, 8);
+    memcpy(&r->type, e + 16, 4);
+  }
+  boot_info.n_mem = n;
+}
+
 void parse_boot_info(int proto, uint64_t info_paddr) {
   boot_info.proto = proto;
   boot_info.cmdline = "";
@@ -150,8 +213,23 @@ void parse_boot_info(int proto, uint64_t info_paddr) {
     parse_pvh(info_paddr);
   else if (proto == BOOT_PROTO_MULTIBOOT)
     parse_multiboot(info_paddr);
+  else if (proto == BOOT_PROTO_BZIMAGE)
+    parse_bzimage(info_paddr);
   else
     guest_fail("entered at mb_entry without the Multiboot magic in EAX");
+}
+
+const char* boot_proto_name(int proto) {
+  switch (proto) {
+    case BOOT_PROTO_PVH:
+      return "pvh";
+    case BOOT_PROTO_MULTIBOOT:
+      return "multiboot";
+    case BOOT_PROTO_BZIMAGE:
+      return "bzimage";
+    default:
+      return "unknown";
+  }
 }
 
 bool parse_u64(const char* s, uint64_t* out) {

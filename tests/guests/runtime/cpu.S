@@ -152,7 +152,7 @@ exception_common:
 run_user_saved_rsp:
 	.quad 0
 
-	.bss
+	.section .stack, "aw", @nobits  /* not in .bss: see boot.S */
 	.balign 16
 	.globl intr_stack_top
 	.skip USER_STACK_SIZE

@@ -74,6 +74,7 @@ static uint64_t user_main(uint64_t unused) {
   (void)unused;
   printf("GUEST %s START\n", guest_name);
   parse_boot_info((int)boot_proto, boot_info_paddr);
+  outb(POST_PORT, BOOT_MARKER_MAIN); /* from ring 3: costs no emulated instruction */
   return (uint64_t)guest_main();
 }
 

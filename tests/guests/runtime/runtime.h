@@ -1,6 +1,7 @@
 /* The test guests' runtime: what every guest in tests/guests/ can use.
  *
- * Boot: boot.S takes the 32-bit PVH or Multiboot entry to long mode,
+ * Boot: boot.S takes the 32-bit PVH or Multiboot entry (bz_head.S the
+ * bzImage ones) to long mode,
  * runtime_start() (cpu.c) sets up the TSS and IDT, prints
  * "GUEST <guest_name> START", parses the boot information, and calls
  * guest_main() AT CPL 3 (IOPL 3, so port I/O works directly). guest_main's
@@ -97,6 +98,8 @@ struct boot_info {
 extern struct boot_info boot_info;
 /* Parses the loader's structure; on hostile or broken input calls guest_fail. */
 void parse_boot_info(int proto, uint64_t info_paddr);
+/* "pvh", "multiboot", "bzimage" (what bootinfo prints as BOOTPROTO=). */
+const char* boot_proto_name(int proto);
 /* The identity map covers [0, 1 GiB): true if [addr, addr+len) is inside. */
 bool phys_range_ok(uint64_t addr, uint64_t len);
 /* The uncached window [0xfe000000, 4 GiB): IOAPIC, LAPIC, small MMIO. */
