@@ -6,6 +6,6 @@
 #include "fuzz/blk_request_fuzz_body.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!skiff::fuzz::exercise_blk_request(data, size)) __builtin_trap();
+  if (skiff::fuzz::exercise_blk_request(data, size) < 0) __builtin_trap();
   return 0;
 }

@@ -70,7 +70,9 @@ class CheckedMemoryDisk final : public DiskImage {
   std::vector<uint8_t> bytes_;
 };
 
-inline bool exercise_blk_request(const uint8_t* data, size_t size) {
+// Returns -1 if a property failed; otherwise 0 if the request did not
+// parse, 1 if parsing decided its status, 2 if it was executed.
+inline int exercise_blk_request(const uint8_t* data, size_t size) {
   auto byte = [&](size_t i) -> uint8_t { return i < size ? data[i] : 0; };
   size_t n_read = 1 + byte(0) % 4;
   size_t n_write = byte(1) % 4;
@@ -97,23 +99,23 @@ inline bool exercise_blk_request(const uint8_t* data, size_t size) {
   limits.max_discard_segments = 4;
   limits.max_write_zeroes_segments = 4;
   auto req = virtio::parse_blk_request(readable, writable, limits);
-  if (!req) return true;
+  if (!req) return 0;
 
   // The status byte is the last writable byte.
-  if (writable.empty()) return false;
+  if (writable.empty()) return -1;
   bool status_inside = false;
   for (auto s : writable)
     if (!s.empty() && req->status >= s.data() && req->status < s.data() + s.size())
       status_inside = true;
-  if (!status_inside) return false;
-  if (req->num_segments > virtio::kBlkMaxSegments || req->num_segments > 4) return false;
-  if (req->early_status) return true;
+  if (!status_inside) return -1;
+  if (req->num_segments > virtio::kBlkMaxSegments || req->num_segments > 4) return -1;
+  if (req->early_status) return 1;
 
   CheckedMemoryDisk disk(kDiskBytes);
   virtio::DiskImageExecutor exec(disk);
   (void)exec.execute(*req, readable, writable);
   *req->status = 0;
-  return !disk.violated;
+  return disk.violated ? -1 : 2;
 }
 
 }  // namespace skiff::fuzz

@@ -5,6 +5,6 @@
 #include "fuzz/virtqueue_fuzz_body.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!skiff::fuzz::exercise_virtqueue(data, size)) __builtin_trap();
+  if (skiff::fuzz::exercise_virtqueue(data, size) < 0) __builtin_trap();
   return 0;
 }

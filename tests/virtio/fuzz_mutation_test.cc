@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <linux/virtio_blk.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
@@ -80,7 +81,9 @@ std::vector<uint8_t> mutate(std::vector<uint8_t> v, std::mt19937_64& rng) {
 
 // A queue of 8 at RAM offset 0 with a two-descriptor chain (header in
 // region A, data in region B) made available; and a looping variant.
-std::vector<uint8_t> virtqueue_seed(bool indirect) {
+// With `wrap`, three chains are made available across the 65535 -> 0
+// wrap of the free-running indices.
+std::vector<uint8_t> virtqueue_seed(bool indirect, bool wrap = false) {
   std::vector<uint8_t> in(kVqHeaderBytes + 0x2000, 0);
   in[0] = 3;                    // size 8
   in[1] = 1 | 2;                // EVENT_IDX + INDIRECT
@@ -97,6 +100,11 @@ std::vector<uint8_t> virtqueue_seed(bool indirect) {
     put(in, ram + 16, virtio::VirtqDesc{kVqRegionB, 512, virtio::kDescFlagWrite, 0});
   }
   put<uint16_t>(in, ram + 0x80 + 2, 1);  // avail idx
+  if (wrap) {
+    in[1] |= 4;
+    put<uint16_t>(in, 2, 0xfffe);
+    put<uint16_t>(in, ram + 0x80 + 2, 1);  // 0xfffe, 0xffff, 0 available
+  }
   return in;
 }
 
@@ -120,10 +128,22 @@ std::vector<uint8_t> blk_seed(uint32_t type, uint64_t sector, const std::vector<
   return in;
 }
 
+// Runs seeds and mutants; returns how often the body returned each result
+// (index r+1 for result r, capped) so tests can check the inputs explored
+// the interesting paths.
 template <typename Body>
-void run(Body body, const std::vector<std::vector<uint8_t>>& seeds, size_t n, uint64_t seed) {
+std::vector<size_t> run(Body body, const std::vector<std::vector<uint8_t>>& seeds, size_t n,
+                        uint64_t seed) {
+  std::vector<size_t> outcomes(8, 0);
+  auto record = [&](const std::vector<uint8_t>& in) {
+    int r = body(in.data(), in.size());
+    EXPECT_GE(r, 0) << "property failed for input " << hex(in);
+    outcomes[static_cast<size_t>(std::clamp(r + 1, 0, 7))]++;
+    return r >= 0;
+  };
   std::mt19937_64 rng(seed);
-  for (const auto& s : seeds) ASSERT_TRUE(body(s.data(), s.size())) << "seed " << hex(s);
+  for (const auto& s : seeds)
+    if (!record(s)) return outcomes;
   for (size_t i = 0; i < n; ++i) {
     std::vector<uint8_t> in;
     if (i % 16 == 0) {
@@ -132,15 +152,33 @@ void run(Body body, const std::vector<std::vector<uint8_t>>& seeds, size_t n, ui
     } else {
       in = mutate(seeds[rng() % seeds.size()], rng);
     }
-    ASSERT_TRUE(body(in.data(), in.size())) << "input " << hex(in);
+    if (!record(in)) return outcomes;
   }
+  std::string summary;
+  for (size_t i = 0; i < outcomes.size(); ++i)
+    if (outcomes[i] != 0)
+      summary += fmt::format(" result {}: {}", static_cast<int>(i) - 1, outcomes[i]);
+  std::printf("%zu inputs;%s\n", n + seeds.size(), summary.c_str());
+  return outcomes;
 }
 
 TEST(FuzzMutation, VirtqueueWalkerStaysInsideGuestMemory) {
   // The seeds must really produce chains, or mutations explore nothing.
-  auto walk_ok = virtqueue_seed(false);
-  ASSERT_TRUE(exercise_virtqueue(walk_ok.data(), walk_ok.size()));
-  run(exercise_virtqueue, {virtqueue_seed(false), virtqueue_seed(true)}, iterations(20000), 1);
+  for (bool indirect : {false, true}) {
+    auto seed = virtqueue_seed(indirect);
+    ASSERT_EQ(exercise_virtqueue(seed.data(), seed.size()), 1) << "indirect " << indirect;
+  }
+  auto wrapped = virtqueue_seed(false, true);
+  ASSERT_EQ(exercise_virtqueue(wrapped.data(), wrapped.size()), 3);
+  size_t n = iterations(20000);
+  auto outcomes =
+      run(exercise_virtqueue,
+          {virtqueue_seed(false), virtqueue_seed(true), virtqueue_seed(true, true)}, n, 1);
+  size_t with_chains = 0;
+  for (size_t i = 2; i < outcomes.size(); ++i) with_chains += outcomes[i];
+  // A good share of mutants still walk at least one chain (mutations that
+  // miss the ring leave it valid); otherwise the run proves little.
+  EXPECT_GT(with_chains, n / 10) << "mutants walking a chain";
 }
 
 TEST(FuzzMutation, BlkRequestParserNeverReachesOutsideTheDisk) {
@@ -157,7 +195,11 @@ TEST(FuzzMutation, BlkRequestParserNeverReachesOutsideTheDisk) {
   std::memcpy(segs.data() + 16, &s2, 16);
   seeds.push_back(blk_seed(VIRTIO_BLK_T_DISCARD, 0, segs, false));
   seeds.push_back(blk_seed(VIRTIO_BLK_T_WRITE_ZEROES, 0, segs, false));
-  run(exercise_blk_request, seeds, iterations(50000), 2);
+  for (const auto& s : seeds) EXPECT_GE(exercise_blk_request(s.data(), s.size()), 1);
+  size_t n = iterations(50000);
+  auto outcomes = run(exercise_blk_request, seeds, n, 2);
+  EXPECT_GT(outcomes[3], n / 20) << "mutants executed against the disk";
+  EXPECT_GT(outcomes[2], n / 100) << "mutants answered by the parser";
 }
 
 }  // namespace
