@@ -65,7 +65,7 @@ class Run:
 class Guest:
     def __init__(self, args):
         self.args = args
-        self.fmt = "mb" if args.elf.endswith(".mb.elf") else "pvh"
+        self.fmt = "mb" if args.elf.endswith(".mb.elf") else "bz" if args.elf.endswith(".bzImage") else "pvh"
         self.env = dict(os.environ, QEMU_MACHINE=args.machine)
         self.extra = []
 
@@ -139,7 +139,8 @@ def check_bootinfo(g):
     finally:
         shutil.rmtree(tmp)
     g.started(r, "bootinfo")
-    expect(r.one("BOOTPROTO") == ("multiboot" if g.fmt == "mb" else "pvh"), "wrong BOOTPROTO")
+    want_proto = {"mb": "multiboot", "bz": "bzimage", "pvh": "pvh"}[g.fmt]
+    expect(r.one("BOOTPROTO") == want_proto, f"BOOTPROTO={r.one('BOOTPROTO')}, want {want_proto}")
     got_cmdline = r.one("CMDLINE")
     if g.fmt == "mb":  # QEMU's Multiboot loader prefixes the kernel path
         expect(got_cmdline.endswith(" " + cmdline), f"CMDLINE={got_cmdline!r}, want ...{cmdline!r}")

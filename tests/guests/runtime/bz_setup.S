@@ -21,7 +21,7 @@
  * e820 entry. */
 #include "boot_defs.h"
 
-#define BP_SEG_OFFSET 0x100 /* boot_params at setup + 0x1000 */
+#define BP 0x1000 /* boot_params at setup + 0x1000 */
 #define BP_E820_ENTRIES 0x1e8
 #define BP_E820_TABLE 0x2d0
 #define BP_E820_MAX 128
@@ -41,15 +41,17 @@ bz_setup_start:
 setup_code:
 	cli
 	cld
+	/* DS = ES = SS = the setup segment throughout: BIOSes differ in which
+	 * one they write the E820 entry through (qboot, QEMU microvm's
+	 * firmware, uses SS), so boot_params is addressed as setup + BP. */
 	movw %ds, %ax
-	addw $BP_SEG_OFFSET, %ax
 	movw %ax, %es
-	xorw %di, %di           /* ES:0 = boot_params: zero it */
+	movw $BP, %di           /* zero boot_params */
 	xorw %ax, %ax
 	movw $0x800, %cx
 	rep stosw
-	movw $HDR_START, %si    /* DS:0x1f1 -> ES:0x1f1: the setup header */
-	movw %si, %di
+	movw $HDR_START, %si    /* copy the setup header into it */
+	movw $(BP + HDR_START), %di
 	movw $(HEADER_END - HDR_START), %cx
 	rep movsb
 
@@ -57,7 +59,7 @@ setup_code:
 	 * BIOS's continuation value, 0 after the last entry. */
 	xorl %ebx, %ebx
 	xorw %bp, %bp
-	movw $BP_E820_TABLE, %di
+	movw $(BP + BP_E820_TABLE), %di
 2:	movl $0xe820, %eax
 	movl $20, %ecx
 	movl $SMAP, %edx
@@ -72,7 +74,7 @@ setup_code:
 	cmpw $BP_E820_MAX, %bp
 	jb 2b
 3:	movw %bp, %ax
-	movb %al, %es:BP_E820_ENTRIES
+	movb %al, BP + BP_E820_ENTRIES
 
 	/* Linear addresses: the GDT's (for lgdt) and boot_params' (ESI). */
 	movw %ds, %ax
@@ -80,7 +82,7 @@ setup_code:
 	shll $4, %esi
 	leal gdt(%esi), %eax
 	movl %eax, gdt_ptr + 2
-	addl $(BP_SEG_OFFSET << 4), %esi
+	addl $BP, %esi
 	movl %ds:HDR_CODE32_START, %eax
 	movl %eax, code32_target  /* self-modifying far jump below */
 	lgdtl gdt_ptr
