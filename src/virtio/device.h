@@ -160,7 +160,7 @@ class VirtioDevice {
   uint64_t driver_features_ = 0;
   std::atomic<uint8_t> status_{0};
   std::atomic<uint32_t> config_generation_{0};
-  bool activated_ = false;
+  std::atomic<bool> activated_{false};
   std::vector<uint8_t> config_;
   std::vector<Queue> queues_;
   const GuestMemory* memory_ = nullptr;
