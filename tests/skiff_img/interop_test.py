@@ -184,10 +184,23 @@ def case_backing_chain(rng):
     # commit mid into base: base then reads as mid did
     before = path("mid_content.raw")
     qemu_img("convert", "-O", "raw", mid, before)
+    # the same commit by qemu-img on a copy of the chain, for reference
+    ref = path("ref")
+    os.makedirs(ref, exist_ok=True)
+    shutil.copy(base, os.path.join(ref, "base.qcow2"))
+    shutil.copy(mid, os.path.join(ref, "mid.qcow2"))
+    qemu_img("commit", os.path.join(ref, "mid.qcow2"))
     skiff("commit", mid)
     qcow2_check_clean(base)
     qcow2_check_clean(mid)
     same_content(base, before, "chain step 2")
+    # like qemu-img commit (no -d), the overlay is emptied: nothing in it is
+    # allocated any more and it reads through to base
+    for img in (mid, os.path.join(ref, "mid.qcow2")):
+        layers = {e["depth"] for e in json.loads(qemu_img("map", "--output=json", img).stdout)}
+        expect(0 not in layers, f"{img}: data still allocated in the overlay after commit")
+    same_content(mid, before, "overlay after commit")
+    same_content(os.path.join(ref, "base.qcow2"), before, "qemu-img's commit")
     same_content(top, model, "chain step 3")
     # safe rebase of top straight onto base keeps its content
     skiff("rebase", "-b", "base.qcow2", "-F", "qcow2", top)

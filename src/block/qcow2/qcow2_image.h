@@ -111,6 +111,15 @@ class Qcow2Image final : public DiskImage {
   // Grows the virtual size (grows the L1 table if needed). Shrinking is refused.
   [[nodiscard]] Result<> resize(uint64_t new_size);
 
+  // Unallocates every cluster of the active image (qemu-img commit empties
+  // the overlay this way): afterwards every range reads through to the
+  // backing file (or as zeroes without one) and block_status reports nothing
+  // allocated. The L1 entries are cleared and written first; only then do the
+  // L2 tables and the clusters they reached lose the active image's
+  // reference, so a crash in between merely leaks them. Internal snapshots
+  // keep their data.
+  [[nodiscard]] Result<> make_empty();
+
   // Writes one guest cluster compressed (convert -c). `data` is the cluster's
   // contents (the last cluster of the disk may be short; it is zero-padded).
   // Falls back to an uncompressed cluster if compression does not help.
@@ -144,8 +153,19 @@ class Qcow2Image final : public DiskImage {
   [[nodiscard]] Result<uint64_t> get_l2_entry(uint64_t guest_cluster);
   [[nodiscard]] Result<> set_l2_entry(uint64_t guest_cluster, uint64_t entry);
   [[nodiscard]] Result<> make_l2_writable(uint64_t l1_index);
-  [[nodiscard]] Result<> read_cluster_part(uint64_t guest_cluster, uint64_t in_cluster,
-                                           std::span<uint8_t> out);
+  // Host offset of a normal data cluster's L2 entry, checked (alignment,
+  // not the header cluster).
+  [[nodiscard]] Result<uint64_t> data_host_offset(uint64_t guest_cluster, uint64_t entry) const;
+  // Bytes (at most `max`) from `in_cluster` of `guest_cluster`, a data
+  // cluster at `host`, that following data clusters continue back to back in
+  // the file (`owned`: and that are ours alone, for in-place writes).
+  [[nodiscard]] Result<uint64_t> contiguous_bytes(uint64_t guest_cluster, uint64_t host,
+                                                  uint64_t in_cluster, uint64_t max, bool owned);
+  // Reads from `in_cluster` of `guest_cluster` into the start of `out`: the
+  // rest of that cluster, or more for contiguous data clusters. Returns the
+  // bytes read.
+  [[nodiscard]] Result<size_t> read_run(uint64_t guest_cluster, uint64_t in_cluster,
+                                        std::span<uint8_t> out);
   [[nodiscard]] Result<> read_backing(uint64_t offset, std::span<uint8_t> out);
   [[nodiscard]] Result<> read_compressed(uint64_t entry, std::span<uint8_t> cluster);
   [[nodiscard]] Result<> write_cluster_part(uint64_t guest_cluster, uint64_t in_cluster,

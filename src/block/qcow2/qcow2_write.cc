@@ -116,10 +116,7 @@ Result<> Qcow2Image::write_cluster_part(uint64_t gc, uint64_t in_cluster,
   const uint64_t host = entry & kL2OffsetMask;
   bool owned = false;
   if (type == ClusterType::kNormal || type == ClusterType::kZeroAllocated) {
-    if (host % cluster_size_ != 0)
-      return fail("L2 entry for guest cluster {} has misaligned host offset {:#x}", gc, host);
-    if (host < cluster_size_)
-      return fail("L2 entry for guest cluster {} points at the header cluster", gc);
+    SKIFF_TRY_VOID(data_host_offset(gc, entry));
     SKIFF_TRY_VOID(check_host_range(host, cluster_size_, "L2 entry's data cluster"));
     owned = (entry & kOflagCopied) || SKIFF_TRY(refcount_locked(host >> cluster_bits_)) == 1;
   }
@@ -162,9 +159,23 @@ Result<> Qcow2Image::write(uint64_t offset, std::span<const uint8_t> in) {
   std::lock_guard g(mutex_);
   SKIFF_TRY_VOID(check_request(offset, in.size(), true));
   while (!in.empty()) {
+    const uint64_t gc = offset >> cluster_bits_;
     const uint64_t inc = offset & (cluster_size_ - 1);
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(cluster_size_ - inc, in.size()));
-    SKIFF_TRY_VOID(write_cluster_part(offset >> cluster_bits_, inc, in.first(n)));
+    size_t n = static_cast<size_t>(std::min<uint64_t>(cluster_size_ - inc, in.size()));
+    // Fast path: a data cluster that is ours alone (QCOW_OFLAG_COPIED in L1
+    // and L2) is overwritten in place, together with the contiguous owned
+    // clusters after it, with one pwrite and no metadata change.
+    const uint64_t l1_index = gc >> (cluster_bits_ - 3);
+    const uint64_t entry =
+        l1_index < l1_.size() && (l1_[l1_index] & kOflagCopied) ? SKIFF_TRY(get_l2_entry(gc)) : 0;
+    if (classify_l2(entry) == ClusterType::kNormal && (entry & kOflagCopied)) {
+      const uint64_t host = SKIFF_TRY(data_host_offset(gc, entry));
+      n = static_cast<size_t>(SKIFF_TRY(contiguous_bytes(gc, host, inc, in.size(), true)));
+      SKIFF_TRY_VOID(check_host_range(host + inc, n, "L2 entry's data cluster"));
+      SKIFF_TRY_VOID(file_.pwrite(host + inc, in.first(n)));
+    } else {
+      SKIFF_TRY_VOID(write_cluster_part(gc, inc, in.first(n)));
+    }
     offset += n;
     in = in.subspan(n);
   }
@@ -261,6 +272,33 @@ Result<> Qcow2Image::write_zeroes(uint64_t offset, uint64_t length, bool may_unm
     SKIFF_TRY_VOID(zero_cluster(gc, may_unmap, false));
   if (s.tail_start < offset + length) SKIFF_TRY_VOID(partial(s.tail_start, offset + length));
   return process_pending_frees();
+}
+
+Result<> Qcow2Image::make_empty() {
+  std::lock_guard g(mutex_);
+  if (read_only_) return fail("qcow2 image '{}' is open read-only", file_.path());
+  // A cluster's refcount counts the L2 tables reaching it (one per L1 entry,
+  // active or snapshot), so dropping an active L1 entry releases its L2 table
+  // and one reference on every cluster that table points at, whether or not
+  // the table is shared with a snapshot.
+  for (uint64_t i = 0; i < l1_.size(); ++i) {
+    const uint64_t off = SKIFF_TRY(l2_offset_locked(i));
+    if (off == 0) continue;
+    for (uint64_t j = 0; j < cluster_size_ / 8; ++j) {
+      const uint8_t* t = SKIFF_TRY(l2_cache_->get(off));
+      uint64_t e = load_be64(t + j * 8);
+      if (header_.version < 3 && !(e & kOflagCompressed)) e &= ~kOflagZero;
+      SKIFF_TRY_VOID(free_entry_clusters(e));
+    }
+    SKIFF_TRY_VOID(free_host_range(off, cluster_size_));
+    l1_[i] = 0;
+    l1_dirty_ = true;
+  }
+  // Writes the cleared L1 (and syncs) before any refcount drops.
+  SKIFF_TRY_VOID(process_pending_frees());
+  // The freed L2 tables may be reused as anything; forget them (all clean now).
+  l2_cache_->clear();
+  return {};
 }
 
 Result<> Qcow2Image::write_compressed(uint64_t cluster_index, std::span<const uint8_t> data) {

@@ -150,10 +150,11 @@ int cmd_commit(const CommitArgs& a) {
     off += run;
   }
   if (auto r = b.flush(); !r) return fail_with_report(r.error());
-  // qemu-img empties the overlay afterwards (full discard back to
-  // "unallocated"). The library's discard turns clusters of an image with a
-  // backing file into zero clusters, which would hide the committed data, so
-  // the overlay is left as it is (qemu-img commit -d); it reads the same.
+  // As qemu-img commit (without -d): the overlay is emptied, so it reads
+  // through to the backing file that now holds its data. The backing file is
+  // flushed first: a crash before this point leaves both readable.
+  if (auto r = q->make_empty(); !r) return fail_with_report(r.error());
+  if (auto r = q->flush(); !r) return fail_with_report(r.error());
   std::printf("Image committed.\n");
   return 0;
 }
