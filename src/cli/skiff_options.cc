@@ -1,7 +1,7 @@
 #include "cli/skiff_options.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "base/version.h"
 #include "cli/kv_options.h"
@@ -21,14 +21,32 @@ constexpr const char* kFooter = R"(Exit status:
           or a KVM call failing while running
 
 A guest reboot (i8042 reset line, ACPI reset register) restarts the guest
-unless --no-reboot is given.)";
+unless --no-reboot is given.
+
+With --api-socket, skiff serves Cloud Hypervisor's REST API (/api/v1/...)
+on that Unix socket (see skiffctl); without --kernel it waits for vm.create
+and vm.boot. It then keeps running after the guest stops, until vmm.shutdown,
+and exits with status 0.)";
 
 struct RawOptions {
   std::string kernel, initramfs, cmdline, cpus = "boot=1", memory = "size=512M", serial = "tty";
-  std::string log_file;
+  std::string log_file, api_socket, event_monitor;
   int verbosity = 0;
   bool no_reboot = false;
 };
+
+// path=PATH, a bare PATH, or fd=N.
+Result<SocketSpec> parse_socket_spec(std::string_view option, const std::string& value) {
+  auto kv = SKIFF_TRY(parse_kv(option, value, {"path", "fd"}, "path"));
+  SocketSpec s;
+  if (kv.count("path") + kv.count("fd") != 1)
+    return fail("{}: give exactly one of path=PATH or fd=N", option);
+  if (auto it = kv.find("fd"); it != kv.end())
+    s.fd = static_cast<int>(SKIFF_TRY(parse_uint(option, it->second, 0, 1 << 20)));
+  else if ((s.path = kv["path"]).empty())
+    return fail("{}: path is empty", option);
+  return s;
+}
 
 Result<SkiffArgs> to_args(const RawOptions& o) {
   SkiffArgs a;
@@ -41,7 +59,8 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
 
   auto cpus = SKIFF_TRY(parse_kv("--cpus", o.cpus, {"boot"}));
   if (auto it = cpus.find("boot"); it != cpus.end())
-    a.vm.boot_cpus = static_cast<uint32_t>(SKIFF_TRY(parse_uint("--cpus boot", it->second, 1, kMaxVcpus)));
+    a.vm.boot_cpus =
+        static_cast<uint32_t>(SKIFF_TRY(parse_uint("--cpus boot", it->second, 1, kMaxVcpus)));
 
   auto mem = SKIFF_TRY(parse_kv("--memory", o.memory, {"size"}));
   if (auto it = mem.find("size"); it != mem.end())
@@ -52,7 +71,15 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     return fail("--memory: size={} is not a multiple of 4 KiB", mem["size"]);
 
   a.vm.serial = o.serial;
-  if (a.vm.kernel.empty()) return fail("--kernel is required (a bzImage, PVH ELF or Multiboot kernel)");
+  if (!o.api_socket.empty())
+    a.api_socket = SKIFF_TRY(parse_socket_spec("--api-socket", o.api_socket));
+  if (!o.event_monitor.empty())
+    a.event_monitor = SKIFF_TRY(parse_socket_spec("--event-monitor", o.event_monitor));
+  a.has_kernel = !a.vm.kernel.empty();
+  if (!a.has_kernel && !a.api_socket)
+    return fail(
+        "--kernel is required (a bzImage, PVH ELF or Multiboot kernel), unless --api-socket is "
+        "given");
   return a;
 }
 
@@ -60,14 +87,18 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
 
 std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> argv) {
   RawOptions o;
-  CLI::App app{"skiff: a KVM virtual machine monitor. Boots a Linux bzImage, a PVH ELF or a "
-               "Multiboot kernel on an x86-64 machine with ACPI, a 16550 serial port and an "
-               "in-kernel interrupt controller.",
-               "skiff"};
-  app.set_version_flag("--version", fmt::format("skiff v{}", kVersion), "Print the version and exit");
-  app.add_option("--kernel", o.kernel, "Kernel to boot: bzImage, ELF with a PVH note, or Multiboot v1 ELF")
+  CLI::App app{
+      "skiff: a KVM virtual machine monitor. Boots a Linux bzImage, a PVH ELF or a "
+      "Multiboot kernel on an x86-64 machine with ACPI, a 16550 serial port and an "
+      "in-kernel interrupt controller.",
+      "skiff"};
+  app.set_version_flag("--version", fmt::format("skiff v{}", kVersion),
+                       "Print the version and exit");
+  app.add_option("--kernel", o.kernel,
+                 "Kernel to boot: bzImage, ELF with a PVH note, or Multiboot v1 ELF")
       ->type_name("PATH");
-  app.add_option("--initramfs", o.initramfs, "Initial ramdisk (Linux initrd, PVH module 0, Multiboot module)")
+  app.add_option("--initramfs", o.initramfs,
+                 "Initial ramdisk (Linux initrd, PVH module 0, Multiboot module)")
       ->type_name("PATH");
   app.add_option("--cmdline", o.cmdline, "Kernel command line")->type_name("STR");
   app.add_option("--cpus", o.cpus, "vCPUs: boot=N (1-255, default 1)")->type_name("boot=N");
@@ -78,13 +109,23 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "16550 UART at 0x3f8 (COM1): tty (stdin/stdout, raw mode on a terminal), "
                  "pty (prints the pty path), file=PATH (output only), off (default tty)")
       ->type_name("MODE");
+  app.add_option("--api-socket", o.api_socket,
+                 "Serve the REST API (Cloud Hypervisor's) on a Unix socket: path=PATH, or fd=N "
+                 "for an already-listening socket inherited from the parent")
+      ->type_name("path=PATH|fd=N");
+  app.add_option("--event-monitor", o.event_monitor,
+                 "Write one JSON object per lifecycle event (booting, booted, pausing, paused, "
+                 "resumed, shutdown, reboot, ...) to path=PATH or fd=N")
+      ->type_name("path=PATH|fd=N");
   app.add_option("--log-file", o.log_file, "Write skiff's log to PATH instead of stderr")
       ->type_name("PATH");
   app.add_flag("-v", o.verbosity, "More log output: -v info, -vv debug, -vvv trace");
-  app.add_flag("--no-reboot", o.no_reboot, "Exit with status 0 when the guest reboots, instead of restarting it");
+  app.add_flag("--no-reboot", o.no_reboot,
+               "Exit with status 0 when the guest reboots, instead of restarting it");
   app.footer(kFooter);
 
-  std::vector<std::string> rev(argv.rbegin(), argv.rend() - 1);  // CLI11 takes reversed args without argv[0]
+  std::vector<std::string> rev(argv.rbegin(),
+                               argv.rend() - 1);  // CLI11 takes reversed args without argv[0]
   try {
     app.parse(rev);
   } catch (const CLI::CallForHelp&) {
@@ -92,7 +133,8 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   } catch (const CLI::CallForVersion&) {
     return EarlyExit{0, fmt::format("skiff v{}\n", kVersion)};
   } catch (const CLI::ParseError& e) {
-    return EarlyExit{kExitUsage, fmt::format("skiff: {}\nRun 'skiff --help' for the options.\n", e.what())};
+    return EarlyExit{kExitUsage,
+                     fmt::format("skiff: {}\nRun 'skiff --help' for the options.\n", e.what())};
   }
   auto args = to_args(o);
   if (!args) return EarlyExit{kExitUsage, fmt::format("skiff: {}\n", args.error().what())};

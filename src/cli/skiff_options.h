@@ -2,6 +2,7 @@
 // into a VmConfig plus process settings.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -11,8 +12,17 @@
 
 namespace skiff::cli {
 
+// A Unix socket given as path=PATH or fd=N (inherited from the parent).
+struct SocketSpec {
+  std::string path;
+  int fd = -1;
+};
+
 struct SkiffArgs {
   VmConfig vm;
+  bool has_kernel = false;                  // --kernel given: create and boot at start
+  std::optional<SocketSpec> api_socket;     // --api-socket
+  std::optional<SocketSpec> event_monitor;  // --event-monitor
   std::string log_file;
   int verbosity = 0;
 };

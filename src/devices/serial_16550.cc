@@ -106,6 +106,11 @@ uint64_t Serial16550::dropped_input_bytes() const {
   return dropped_input_;
 }
 
+Serial16550::Counters Serial16550::counters() const {
+  std::lock_guard lock(mu_);
+  return Counters{tx_bytes_, rx_bytes_, dropped_input_};
+}
+
 void Serial16550::read(uint64_t offset, std::span<uint8_t> data) {
   std::lock_guard lock(mu_);
   // A wider access on the ISA bus reads consecutive registers.
@@ -192,8 +197,9 @@ void Serial16550::transmit(uint8_t byte) {
     } else {
       overrun_ = true;
     }
-  } else if (sink_) {
-    sink_(std::span<const uint8_t>(&byte, 1));
+  } else {
+    ++tx_bytes_;
+    if (sink_) sink_(std::span<const uint8_t>(&byte, 1));
   }
   // Transmission is instantaneous: THR is empty again and THRE latches.
   thr_pending_ = true;
@@ -226,6 +232,7 @@ uint8_t Serial16550::read_register(uint64_t offset) {
       if (rx_fifo_.empty()) return 0;
       uint8_t byte = rx_fifo_.front();
       rx_fifo_.pop_front();
+      ++rx_bytes_;
       refill_fifo();
       return byte;
     }

@@ -67,6 +67,16 @@ class Serial16550 : public BusDevice {
   // Bytes dropped because the host-side input buffer was full.
   [[nodiscard]] uint64_t dropped_input_bytes() const;
 
+  // I/O counters for the API (vm.counters): bytes the guest transmitted to
+  // the host (not loopback), bytes it read from RBR (loopback included), and
+  // host input dropped. They survive reset().
+  struct Counters {
+    uint64_t tx_bytes = 0;
+    uint64_t rx_bytes = 0;
+    uint64_t dropped_input_bytes = 0;
+  };
+  [[nodiscard]] Counters counters() const;
+
  private:
   uint8_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint8_t value);
@@ -96,6 +106,8 @@ class Serial16550 : public BusDevice {
   std::deque<uint8_t> rx_fifo_;
   std::deque<uint8_t> pending_input_;
   uint64_t dropped_input_ = 0;
+  uint64_t tx_bytes_ = 0;
+  uint64_t rx_bytes_ = 0;
   bool irq_level_ = false;
 };
 

@@ -8,10 +8,12 @@
 #include "arch/x86/boot_cpu_state.h"
 #include "arch/x86/boot_loader.h"
 #include "arch/x86/cpuid.h"
+#include "arch/x86/ged_aml.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/msr.h"
 #include "arch/x86/ram_layout.h"
 #include "base/log.h"
+#include "devices/ged.h"
 #include "vmm/host_info.h"
 #include "vmm/machine_devices.h"
 
@@ -139,6 +141,8 @@ Result<> Machine::build() {
   // 3. Firmware tables the guest reads: ACPI (RSDP, XSDT, FADT, DSDT, MADT, MCFG).
   x86::AcpiConfig acpi;
   acpi.boot_cpus = config_.boot_cpus;
+  acpi.extra_devices.push_back(SKIFF_TRY(x86::ged_device(
+      {.gsi = x86::kGsiGed, .port = x86::kPortGed, .power_button_bit = Ged::kEventPowerButton})));
   uint64_t rsdp = SKIFF_TRY(x86::write_acpi_tables(mem, acpi));
 
   // 4. The kernel, initramfs and command line, per the kernel's boot protocol.
@@ -176,6 +180,7 @@ Result<> Machine::build() {
       SKIFF_TRY_VOID(vcpu.set_regs(regs));
       SKIFF_TRY_VOID(vcpu.set_fpu(initial_fpu()));
     }
+    std::lock_guard control(control_mu_);
     vcpus_.push_back(std::make_unique<VcpuRunner>(std::move(vcpu), ctx));
   }
   return {};
@@ -259,10 +264,17 @@ Result<> Machine::resume() {
 }
 
 std::vector<ExitCounts> Machine::exit_counts() const {
+  std::lock_guard control(control_mu_);  // teardown() clears vcpus_ under it
   std::vector<ExitCounts> out;
   for (const auto& v : vcpus_) out.push_back(v->exit_counts());
   return out;
 }
+
+std::map<std::string, std::map<std::string, uint64_t>> Machine::device_counters() const {
+  return devices_->counters();
+}
+
+void Machine::press_power_button() { devices_->press_power_button(); }
 
 void Machine::request_poweroff() { stop(Outcome{StopReason::kPoweroff, 0, {}}); }
 void Machine::request_reset() { stop(Outcome{StopReason::kReset, 0, {}}); }

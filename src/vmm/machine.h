@@ -6,6 +6,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <string>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -44,7 +46,18 @@ class Machine final : public VmEvents {
   [[nodiscard]] bool paused() const { return pause_gate_.paused(); }
 
   // Per-vCPU KVM exit counts by reason (index = KVM_EXIT_*), for the API.
+  // Counts start again from zero after a guest reboot (new vCPUs).
   [[nodiscard]] std::vector<ExitCounts> exit_counts() const;
+
+  // Device I/O counters by device and counter name (vm.counters).
+  [[nodiscard]] std::map<std::string, std::map<std::string, uint64_t>> device_counters() const;
+
+  // An ACPI power-button press: the Generic Event Device raises its
+  // interrupt and the guest's _EVT notifies \_SB.PWRB (arch/x86/ged_aml.h).
+  void press_power_button();
+
+  // vCPU threads are started and the VM is not stopping (pause() works).
+  [[nodiscard]] bool running() const { return running_ && !stopping_; }
 
   // VmEvents, called from vCPU threads by devices.
   void request_poweroff() override;
@@ -77,7 +90,7 @@ class Machine final : public VmEvents {
   bool payload_error_ = false;  // build() failed on the kernel/initramfs/cmdline
   std::atomic<bool> stopping_{false};
   PauseGate pause_gate_;
-  std::mutex control_mu_;  // serialises pause/resume
+  mutable std::mutex control_mu_;  // serialises pause/resume; guards vcpus_ for exit_counts()
   uint64_t paused_clock_ns_ = 0;
   std::mutex outcome_mu_;
   std::condition_variable outcome_cv_;

@@ -9,6 +9,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
+#include "devices/ged.h"
 #include "devices/i8042.h"
 #include "devices/post_code.h"
 #include "devices/serial_16550.h"
@@ -28,7 +29,7 @@ Result<std::unique_ptr<MachineDevices>> MachineDevices::create(
   // COM1: 16550A at 0x3f8, IRQ 4, with the host end chosen by --serial.
   auto spec = SKIFF_TRY(parse_char_backend_spec(config.serial, "--serial"));
   d->serial_backend_ = SKIFF_TRY(CharBackend::open(spec, "serial"));
-  d->com1_irq_ = std::make_unique<GsiLine>(x86::kIrqCom1, std::move(set_irq));
+  d->com1_irq_ = std::make_unique<GsiLine>(x86::kIrqCom1, set_irq);
   CharBackend* backend = d->serial_backend_.get();
   d->serial_ = std::make_shared<Serial16550>(
       *d->com1_irq_, [backend](std::span<const uint8_t> bytes) { backend->write(bytes); });
@@ -63,6 +64,12 @@ Result<std::unique_ptr<MachineDevices>> MachineDevices::create(
   SKIFF_TRY_VOID(pio.insert(d->debug_exit_, x86::kPortDebugExit, DebugExit::kSize));
   d->post_code_ = std::make_shared<PostCode>();
   SKIFF_TRY_VOID(pio.insert(d->post_code_, x86::kPortPost, PostCode::kSize));
+
+  // ACPI Generic Event Device: the power button's event register and line
+  // (its AML is added to the DSDT by Machine::build).
+  d->ged_irq_ = std::make_unique<GsiLine>(x86::kGsiGed, std::move(set_irq));
+  d->ged_ = std::make_shared<Ged>(*d->ged_irq_);
+  SKIFF_TRY_VOID(pio.insert(d->ged_, x86::kPortGed, Ged::kSize));
   return d;
 }
 
@@ -70,6 +77,20 @@ void MachineDevices::reset() {
   serial_->reset();
   rtc_->reset();
   i8042_->reset();
+  ged_->reset();
 }
+
+std::map<std::string, std::map<std::string, uint64_t>> MachineDevices::counters() const {
+  std::map<std::string, std::map<std::string, uint64_t>> out;
+  Serial16550::Counters s = serial_->counters();
+  out["serial"] = {{"tx_bytes", s.tx_bytes},
+                   {"rx_bytes", s.rx_bytes},
+                   {"dropped_input_bytes", s.dropped_input_bytes}};
+  out["boot_markers"] = {{"writes", post_code_->total_writes()}};
+  out["ged"] = {{"events", ged_->triggered()}, {"pending", ged_->pending()}};
+  return out;
+}
+
+void MachineDevices::press_power_button() { ged_->trigger(Ged::kEventPowerButton); }
 
 }  // namespace skiff

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 
 #include "base/result.h"
@@ -19,6 +21,7 @@ class AcpiPm;
 class CharBackend;
 class CmosRtc;
 class DebugExit;
+class Ged;
 class I8042;
 class InputPump;
 class PostCode;
@@ -45,6 +48,12 @@ class MachineDevices {
   // Power-on state for a guest reboot.
   void reset();
 
+  // Per-device I/O counters for vm.counters ("serial": tx_bytes, ...).
+  [[nodiscard]] std::map<std::string, std::map<std::string, uint64_t>> counters() const;
+
+  // Latches a power-button event in the GED and raises its interrupt.
+  void press_power_button();
+
  private:
   MachineDevices() = default;
 
@@ -57,6 +66,8 @@ class MachineDevices {
   std::shared_ptr<AcpiPm> acpi_pm_;
   std::shared_ptr<DebugExit> debug_exit_;
   std::shared_ptr<PostCode> post_code_;
+  std::unique_ptr<GsiLine> ged_irq_;
+  std::shared_ptr<Ged> ged_;
 };
 
 }  // namespace skiff

@@ -317,3 +317,26 @@ TEST_F(Serial16550Test, InputFromAnotherThreadArrivesInOrder) {
 
 }  // namespace
 }  // namespace skiff
+
+namespace skiff {
+namespace {
+
+// vm.counters: transmitted bytes exclude loopback, received bytes are RBR
+// reads, and reset() keeps the totals.
+TEST_F(Serial16550Test, CountersTrackTransmittedAndReceivedBytes) {
+  for (char c : std::string("abc")) out(kData, static_cast<uint8_t>(c));
+  input("xy");
+  EXPECT_EQ(in(kData), 'x');
+  auto c = uart_.counters();
+  EXPECT_EQ(c.tx_bytes, 3u);
+  EXPECT_EQ(c.rx_bytes, 1u);
+  out(kMcr, 0x10);  // loopback: not host output
+  out(kData, 'z');
+  EXPECT_EQ(uart_.counters().tx_bytes, 3u);
+  uart_.reset();
+  EXPECT_EQ(uart_.counters().tx_bytes, 3u);
+  EXPECT_EQ(uart_.counters().rx_bytes, 1u);
+}
+
+}  // namespace
+}  // namespace skiff

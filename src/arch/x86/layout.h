@@ -72,4 +72,10 @@ inline constexpr uint16_t kPortAcpiReset = 0x602;         // write kAcpiResetVal
 inline constexpr uint8_t kAcpiResetValue = 0x1;
 inline constexpr uint8_t kAcpiS5SleepType = 5;            // \_S5 package value
 
+// ACPI Generic Event Device (power button): its one-byte event register and
+// its interrupt, an IOAPIC-only GSI (above the 16 ISA IRQs the PIC also sees),
+// level-triggered active high as its _CRS says.
+inline constexpr uint16_t kPortGed = 0x608;
+inline constexpr uint32_t kGsiGed = 20;
+
 }  // namespace skiff::x86

@@ -1,0 +1,288 @@
+#include "api/vm_config_json.h"
+
+#include <initializer_list>
+
+#include <fmt/format.h>
+
+namespace skiff::api {
+
+namespace {
+
+using json = nlohmann::json;
+
+// What a schema field may hold for skiff to accept it.
+enum class Rule {
+  kHandled,  // parsed by the caller
+  kFalse,    // a boolean, only false (the feature is not implemented)
+  kTrue,     // a boolean, only true (false would ask for something skiff cannot do)
+  kBool,     // any boolean: has no effect on skiff's machine either way
+  kString,   // any string: has no effect on skiff's machine
+  kZero,     // an integer, only 0
+  kEmpty,    // an array, only empty
+  kAbsent,   // only absent or null
+};
+
+struct Field {
+  std::string_view name;
+  Rule rule;
+  std::string_view feature;  // for "... is not supported yet"
+};
+
+std::string type_name(const json& v) {
+  return v.type_name();
+}
+
+Result<> check_fields(const json& obj, std::string_view path, std::initializer_list<Field> fields) {
+  if (!obj.is_object()) return fail("{}: expected a JSON object, got {}", path, type_name(obj));
+  for (const auto& [key, value] : obj.items()) {
+    const Field* f = nullptr;
+    for (const Field& candidate : fields)
+      if (candidate.name == key) f = &candidate;
+    if (!f) return fail("{}: unknown field '{}'", path, key);
+    if (value.is_null() || f->rule == Rule::kHandled) continue;
+    std::string where = fmt::format("{}.{}", path, key);
+    auto unsupported = [&] { return fail("{}: {} is not supported yet", where, f->feature); };
+    switch (f->rule) {
+      case Rule::kFalse:
+      case Rule::kTrue:
+      case Rule::kBool:
+        if (!value.is_boolean())
+          return fail("{}: expected a boolean, got {}", where, type_name(value));
+        if (f->rule == Rule::kFalse && value.get<bool>()) return unsupported();
+        if (f->rule == Rule::kTrue && !value.get<bool>()) return unsupported();
+        break;
+      case Rule::kString:
+        if (!value.is_string())
+          return fail("{}: expected a string, got {}", where, type_name(value));
+        break;
+      case Rule::kZero:
+        if (!value.is_number_integer())
+          return fail("{}: expected an integer, got {}", where, type_name(value));
+        if (value.get<int64_t>() != 0) return unsupported();
+        break;
+      case Rule::kEmpty:
+        if (!value.is_array())
+          return fail("{}: expected an array, got {}", where, type_name(value));
+        if (!value.empty()) return unsupported();
+        break;
+      case Rule::kAbsent:
+        return unsupported();
+      case Rule::kHandled:
+        break;
+    }
+  }
+  return {};
+}
+
+// An integer in [min, max]; JSON floats, strings and negatives are refused.
+Result<uint64_t> get_uint(const json& obj, std::string_view path, std::string_view key,
+                          uint64_t min, uint64_t max) {
+  const json& v = obj.at(std::string(key));
+  if (!v.is_number_integer())
+    return fail("{}.{}: expected an integer, got {}", path, key, type_name(v));
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (u >= min && u <= max) return u;
+    return fail("{}.{}: {} is out of range [{}, {}]", path, key, u, min, max);
+  }
+  return fail("{}.{}: {} is out of range [{}, {}]", path, key, v.get<int64_t>(), min, max);
+}
+
+// A string field, "" when absent or null.
+Result<std::string> get_string(const json& obj, std::string_view path, std::string_view key) {
+  auto it = obj.find(std::string(key));
+  if (it == obj.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return fail("{}.{}: expected a string, got {}", path, key, type_name(*it));
+  std::string s = it->get<std::string>();
+  if (s.find('\0') != std::string::npos) return fail("{}.{}: contains a NUL character", path, key);
+  return s;
+}
+
+bool has(const json& obj, std::string_view key) {
+  auto it = obj.find(std::string(key));
+  return it != obj.end() && !it->is_null();
+}
+
+Result<> parse_payload(const json& p, VmConfig& c) {
+  SKIFF_TRY_VOID(check_fields(p, "payload",
+                              {{"kernel", Rule::kHandled, ""},
+                               {"cmdline", Rule::kHandled, ""},
+                               {"initramfs", Rule::kHandled, ""},
+                               {"firmware", Rule::kAbsent, "booting firmware"},
+                               {"igvm", Rule::kAbsent, "IGVM payloads"},
+                               {"host_data", Rule::kAbsent, "confidential-guest host data"}}));
+  c.kernel = SKIFF_TRY(get_string(p, "payload", "kernel"));
+  if (c.kernel.empty())
+    return fail("payload.kernel: required (a bzImage, PVH ELF or Multiboot kernel)");
+  c.cmdline = SKIFF_TRY(get_string(p, "payload", "cmdline"));
+  c.initramfs = SKIFF_TRY(get_string(p, "payload", "initramfs"));
+  return {};
+}
+
+Result<> parse_cpus(const json& j, VmConfig& c) {
+  SKIFF_TRY_VOID(check_fields(j, "cpus",
+                              {{"boot_vcpus", Rule::kHandled, ""},
+                               {"max_vcpus", Rule::kHandled, ""},
+                               {"topology", Rule::kAbsent, "a CPU topology"},
+                               {"kvm_hyperv", Rule::kFalse, "Hyper-V enlightenment"},
+                               {"max_phys_bits", Rule::kAbsent, "limiting physical address bits"},
+                               {"nested", Rule::kBool, ""},
+                               {"affinity", Rule::kEmpty, "vCPU affinity"},
+                               {"features", Rule::kAbsent, "CPU features (AMX)"},
+                               {"core_scheduling", Rule::kAbsent, "core scheduling"}}));
+  if (!has(j, "boot_vcpus")) return fail("cpus.boot_vcpus: required");
+  c.boot_cpus = static_cast<uint32_t>(SKIFF_TRY(get_uint(j, "cpus", "boot_vcpus", 1, kMaxVcpus)));
+  if (has(j, "max_vcpus")) {
+    uint64_t max = SKIFF_TRY(get_uint(j, "cpus", "max_vcpus", 1, kMaxVcpus));
+    if (max < c.boot_cpus)
+      return fail("cpus.max_vcpus: {} is below boot_vcpus {}", max, c.boot_cpus);
+    if (max > c.boot_cpus)
+      return fail("cpus.max_vcpus: {} above boot_vcpus {} (CPU hotplug) is not supported yet", max,
+                  c.boot_cpus);
+  }
+  return {};
+}
+
+Result<> parse_memory(const json& j, VmConfig& c) {
+  SKIFF_TRY_VOID(check_fields(j, "memory",
+                              {{"size", Rule::kHandled, ""},
+                               {"hotplug_size", Rule::kZero, "memory hotplug"},
+                               {"hotplugged_size", Rule::kZero, "memory hotplug"},
+                               {"mergeable", Rule::kFalse, "KSM-mergeable memory"},
+                               {"hotplug_method", Rule::kString, ""},
+                               {"shared", Rule::kFalse, "shared memory"},
+                               {"hugepages", Rule::kFalse, "huge pages"},
+                               {"hugepage_size", Rule::kAbsent, "huge pages"},
+                               {"prefault", Rule::kFalse, "prefaulting memory"},
+                               {"reserve", Rule::kFalse, "reserving memory"},
+                               {"thp", Rule::kTrue, "turning transparent huge pages off"},
+                               {"zones", Rule::kEmpty, "memory zones"}}));
+  if (!has(j, "size")) return fail("memory.size: required (bytes)");
+  c.memory_size = SKIFF_TRY(get_uint(j, "memory", "size", kMinMemory, kMaxMemory));
+  if (c.memory_size % 4096 != 0)
+    return fail("memory.size: {} is not a multiple of 4096", c.memory_size);
+  return {};
+}
+
+// SerialConfig / ConsoleConfig: mode Off, Pty, Tty, File, Socket, Null.
+Result<std::string> parse_char_mode(const json& j, std::string_view path, bool console) {
+  if (console)
+    SKIFF_TRY_VOID(check_fields(j, path,
+                                {{"mode", Rule::kHandled, ""},
+                                 {"file", Rule::kHandled, ""},
+                                 {"socket", Rule::kHandled, ""},
+                                 {"iommu", Rule::kFalse, "an IOMMU"},
+                                 {"id", Rule::kString, ""},
+                                 {"pci_segment", Rule::kZero, "PCI segments"},
+                                 {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"}}));
+  else
+    SKIFF_TRY_VOID(check_fields(j, path,
+                                {{"mode", Rule::kHandled, ""},
+                                 {"file", Rule::kHandled, ""},
+                                 {"socket", Rule::kHandled, ""}}));
+  if (!has(j, "mode")) return fail("{}.mode: required (Off, Null, Tty, Pty or File)", path);
+  std::string mode = SKIFF_TRY(get_string(j, path, "mode"));
+  std::string file = SKIFF_TRY(get_string(j, path, "file"));
+  if (has(j, "socket") && mode != "Socket")
+    return fail("{}.socket: only meaningful with mode Socket", path);
+  if (!file.empty() && mode != "File") return fail("{}.file: only meaningful with mode File", path);
+  if (mode == "Off" || mode == "Null") return std::string("off");
+  if (mode == "Tty" || mode == "Pty" || mode == "File") {
+    if (console)
+      return fail("{}.mode: {} needs a virtio-console, which is not supported yet (use serial)",
+                  path, mode);
+    if (mode == "Tty") return std::string("tty");
+    if (mode == "Pty") return std::string("pty");
+    if (file.empty()) return fail("{}.file: required with mode File", path);
+    return "file=" + file;
+  }
+  if (mode == "Socket") return fail("{}.mode: Socket is not supported yet", path);
+  return fail("{}.mode: '{}' is not one of Off, Null, Tty, Pty, File, Socket", path, mode);
+}
+
+}  // namespace
+
+Result<VmConfig> parse_vm_config(const json& j) {
+  SKIFF_TRY_VOID(check_fields(j, "VmConfig",
+                              {{"cpus", Rule::kHandled, ""},
+                               {"memory", Rule::kHandled, ""},
+                               {"payload", Rule::kHandled, ""},
+                               {"serial", Rule::kHandled, ""},
+                               {"console", Rule::kHandled, ""},
+                               {"rate_limit_groups", Rule::kEmpty, "rate limit groups"},
+                               {"disks", Rule::kEmpty, "virtio-blk (disks)"},
+                               {"net", Rule::kEmpty, "virtio-net (net)"},
+                               {"rng", Rule::kAbsent, "virtio-rng (rng)"},
+                               {"balloon", Rule::kAbsent, "virtio-balloon"},
+                               {"fs", Rule::kEmpty, "virtio-fs"},
+                               {"generic_vhost_user", Rule::kEmpty, "generic vhost-user devices"},
+                               {"pmem", Rule::kEmpty, "virtio-pmem"},
+                               {"debug_console", Rule::kHandled, ""},
+                               {"devices", Rule::kEmpty, "VFIO devices"},
+                               {"user_devices", Rule::kEmpty, "vfio-user devices"},
+                               {"vdpa", Rule::kEmpty, "vDPA devices"},
+                               {"vsock", Rule::kAbsent, "virtio-vsock"},
+                               {"numa", Rule::kEmpty, "NUMA nodes"},
+                               {"iommu", Rule::kFalse, "an IOMMU"},
+                               {"watchdog", Rule::kFalse, "a watchdog"},
+                               {"rtc", Rule::kAbsent, "RTC configuration"},
+                               {"pvpanic", Rule::kFalse, "pvpanic"},
+                               {"pci_segments", Rule::kEmpty, "extra PCI segments"},
+                               {"platform", Rule::kAbsent, "platform configuration"},
+                               {"tpm", Rule::kAbsent, "a TPM"},
+                               {"landlock_enable", Rule::kFalse, "Landlock"},
+                               {"landlock_rules", Rule::kEmpty, "Landlock rules"}}));
+  VmConfig c;
+  c.serial = "off";  // the schema's default serial mode is Null
+  if (!has(j, "payload")) return fail("VmConfig.payload: required (with payload.kernel)");
+  SKIFF_TRY_VOID(parse_payload(j.at("payload"), c));
+  if (has(j, "cpus")) SKIFF_TRY_VOID(parse_cpus(j.at("cpus"), c));
+  if (has(j, "memory")) SKIFF_TRY_VOID(parse_memory(j.at("memory"), c));
+  if (has(j, "serial")) c.serial = SKIFF_TRY(parse_char_mode(j.at("serial"), "serial", false));
+  if (has(j, "console")) SKIFF_TRY_VOID(parse_char_mode(j.at("console"), "console", true));
+  if (has(j, "debug_console")) {
+    const json& d = j.at("debug_console");
+    SKIFF_TRY_VOID(check_fields(d, "debug_console",
+                                {{"mode", Rule::kHandled, ""},
+                                 {"file", Rule::kAbsent, "the debug console"},
+                                 {"iobase", Rule::kAbsent, "the debug console"}}));
+    std::string mode = SKIFF_TRY(get_string(d, "debug_console", "mode"));
+    if (mode != "Off")
+      return fail("debug_console.mode: the debug console is not supported yet (use Off)");
+  }
+  return c;
+}
+
+Result<VmConfig> parse_vm_config_text(std::string_view body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    // Caught here, on the thread that parses: errors are values above this.
+    return fail("malformed JSON: {}", e.what());
+  }
+  return parse_vm_config(j);
+}
+
+json vm_config_to_json(const VmConfig& c) {
+  json payload{{"kernel", c.kernel}};
+  if (!c.cmdline.empty()) payload["cmdline"] = c.cmdline;
+  if (!c.initramfs.empty()) payload["initramfs"] = c.initramfs;
+  json serial;
+  if (c.serial == "tty") {
+    serial = {{"mode", "Tty"}};
+  } else if (c.serial == "pty") {
+    serial = {{"mode", "Pty"}};
+  } else if (c.serial.starts_with("file=")) {
+    serial = {{"mode", "File"}, {"file", c.serial.substr(5)}};
+  } else {
+    serial = {{"mode", "Null"}};
+  }
+  return json{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
+              {"memory", {{"size", c.memory_size}}},
+              {"payload", payload},
+              {"serial", serial},
+              {"console", {{"mode", "Off"}}}};
+}
+
+}  // namespace skiff::api
