@@ -50,6 +50,24 @@ constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO,
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kCpuidHeader);
 constexpr unsigned long kGetMsrIndexList = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, kMsrListHeader);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kMsrsHeader);
+// struct kvm_irq_routing { __u32 nr, flags; entries[] } (also a flex array).
+constexpr size_t kIrqRoutingHeader = 8;
+constexpr unsigned long kSetGsiRouting = _IOC(_IOC_WRITE, KVMIO, 0x6a, kIrqRoutingHeader);
+static_assert(sizeof(kvm_irq_routing_entry) == 48, "kvm_irq_routing_entry has a fixed C layout");
+static_assert(sizeof(kvm_ioeventfd) == 64 && sizeof(kvm_irqfd) == 32 && sizeof(kvm_msi) == 32);
+
+kvm_ioeventfd ioeventfd_args(uint64_t addr, uint32_t len, int fd, std::optional<uint64_t> match) {
+  kvm_ioeventfd e{};
+  e.addr = addr;
+  e.len = len;
+  e.fd = fd;
+  if (match) {
+    e.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    e.datamatch = *match;
+  }
+  return e;
+}
+
 
 }  // namespace
 
@@ -278,6 +296,78 @@ Result<> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) {
     return fail("KVM_SET_MSRS on vCPU {}: KVM refused MSR {:#x}", id_,
                 entries[static_cast<size_t>(n)].index);
   return {};
+}
+
+Result<> Vm::register_ioeventfd(uint64_t addr, uint32_t len, int eventfd,
+                                std::optional<uint64_t> datamatch) {
+  kvm_ioeventfd e = ioeventfd_args(addr, len, eventfd, datamatch);
+  if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0)
+    return fail_errno("KVM_IOEVENTFD at {:#x} (+{})", addr, len);
+  return {};
+}
+
+Result<> Vm::unregister_ioeventfd(uint64_t addr, uint32_t len, int eventfd,
+                                  std::optional<uint64_t> datamatch) {
+  kvm_ioeventfd e = ioeventfd_args(addr, len, eventfd, datamatch);
+  e.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+  if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0)
+    return fail_errno("KVM_IOEVENTFD deassign at {:#x} (+{})", addr, len);
+  return {};
+}
+
+Result<> Vm::register_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd i{};
+  i.fd = static_cast<uint32_t>(eventfd);
+  i.gsi = gsi;
+  if (xioctl(fd_.get(), KVM_IRQFD, &i) < 0) return fail_errno("KVM_IRQFD gsi {}", gsi);
+  return {};
+}
+
+Result<> Vm::unregister_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd i{};
+  i.fd = static_cast<uint32_t>(eventfd);
+  i.gsi = gsi;
+  i.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  if (xioctl(fd_.get(), KVM_IRQFD, &i) < 0) return fail_errno("KVM_IRQFD deassign gsi {}", gsi);
+  return {};
+}
+
+Result<> Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) {
+  FlexBuffer buf(kIrqRoutingHeader, sizeof(kvm_irq_routing_entry), entries.size());
+  *buf.count() = static_cast<uint32_t>(entries.size());  // flags (next word) stay 0
+  if (!entries.empty()) std::memcpy(buf.entries(), entries.data(), entries.size_bytes());
+  if (xioctl(fd_.get(), kSetGsiRouting, buf.get()) < 0)
+    return fail_errno("KVM_SET_GSI_ROUTING ({} entries)", entries.size());
+  return {};
+}
+
+Result<bool> Vm::signal_msi(uint64_t address, uint32_t data) {
+  kvm_msi m{};
+  m.address_lo = static_cast<uint32_t>(address);
+  m.address_hi = static_cast<uint32_t>(address >> 32);
+  m.data = data;
+  int r = xioctl(fd_.get(), KVM_SIGNAL_MSI, &m);
+  if (r < 0) return fail_errno("KVM_SIGNAL_MSI address {:#x} data {:#x}", address, data);
+  return r > 0;
+}
+
+kvm_irq_routing_entry Vm::msi_route(uint32_t gsi, uint64_t address, uint32_t data) {
+  kvm_irq_routing_entry e{};
+  e.gsi = gsi;
+  e.type = KVM_IRQ_ROUTING_MSI;
+  e.u.msi.address_lo = static_cast<uint32_t>(address);
+  e.u.msi.address_hi = static_cast<uint32_t>(address >> 32);
+  e.u.msi.data = data;
+  return e;
+}
+
+kvm_irq_routing_entry Vm::irqchip_route(uint32_t gsi, uint32_t irqchip, uint32_t pin) {
+  kvm_irq_routing_entry e{};
+  e.gsi = gsi;
+  e.type = KVM_IRQ_ROUTING_IRQCHIP;
+  e.u.irqchip.irqchip = irqchip;
+  e.u.irqchip.pin = pin;
+  return e;
 }
 
 Result<uint64_t> Vcpu::translate(uint64_t linear) const {

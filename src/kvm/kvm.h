@@ -7,6 +7,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -57,6 +58,32 @@ class Vm {
   [[nodiscard]] Result<uint64_t> get_clock();
   [[nodiscard]] Result<Vcpu> create_vcpu(uint32_t id);
   [[nodiscard]] int fd() const { return fd_.get(); }
+
+  // KVM_IOEVENTFD (api.rst §4.59): a guest MMIO write of `len` bytes (1, 2,
+  // 4 or 8) at `addr` signals `eventfd` in the kernel instead of exiting;
+  // with `datamatch`, only writes of that value. Unregister with the same
+  // arguments.
+  [[nodiscard]] Result<> register_ioeventfd(uint64_t addr, uint32_t len, int eventfd,
+                                            std::optional<uint64_t> datamatch = std::nullopt);
+  [[nodiscard]] Result<> unregister_ioeventfd(uint64_t addr, uint32_t len, int eventfd,
+                                              std::optional<uint64_t> datamatch = std::nullopt);
+  // KVM_IRQFD (api.rst §4.75): signalling `eventfd` injects `gsi` (an
+  // irqchip pin or an MSI route set with set_gsi_routing).
+  [[nodiscard]] Result<> register_irqfd(int eventfd, uint32_t gsi);
+  [[nodiscard]] Result<> unregister_irqfd(int eventfd, uint32_t gsi);
+  // KVM_SET_GSI_ROUTING (api.rst §4.52): replaces the whole routing table.
+  // Note that it also replaces the default irqchip routes of GSIs 0-23:
+  // callers include those they still need.
+  [[nodiscard]] Result<> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries);
+  // KVM_SIGNAL_MSI (api.rst §4.71): delivers one MSI. Returns false if it
+  // was blocked (no vCPU accepted it, e.g. a disabled or absent LAPIC).
+  [[nodiscard]] Result<bool> signal_msi(uint64_t address, uint32_t data);
+
+  // Entry builders for set_gsi_routing.
+  [[nodiscard]] static kvm_irq_routing_entry msi_route(uint32_t gsi, uint64_t address,
+                                                       uint32_t data);
+  [[nodiscard]] static kvm_irq_routing_entry irqchip_route(uint32_t gsi, uint32_t irqchip,
+                                                           uint32_t pin);
 
  private:
   friend class System;
