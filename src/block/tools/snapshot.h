@@ -2,16 +2,13 @@
 // `skiff-img snapshot -c/-l/-a/-d`. Works on a closed image file.
 //
 // Refcount rule (as QEMU): a cluster's refcount counts every L1 table entry
-// (active or snapshot) that reaches it, so creating a snapshot adds one to
-// each L2 table and data cluster reachable from the active L1, and deleting
-// one subtracts one. COPIED flags in the active tables are then recomputed
-// (set exactly when the refcount is 1).
+// (active or snapshot) that reaches it; COPIED flags in the active tables are
+// set exactly when the refcount is 1.
 //
-// Crash consistency: every step first makes new references' refcounts
-// durable and only then links them, and unlinks before it decrements; the
-// header's nb_snapshots/snapshots_offset pair is switched by one write, last
-// for create, first for delete. A crash leaves at worst leaked clusters
-// (and possibly COPIED flags that are merely too conservative).
+// Crash consistency: each operation builds the complete new metadata state in
+// free clusters and switches to it with one header write (metadata_switch.h),
+// so a crash leaves either the old or the new state, both clean for
+// `qemu-img check` (not even leaks).
 #pragma once
 
 #include <string>
