@@ -33,7 +33,41 @@ struct RawOptions {
   std::string log_file, api_socket, event_monitor;
   int verbosity = 0;
   bool no_reboot = false;
+  std::vector<std::string> disks;
+  std::string rng;
+  bool rng_given = false;
 };
+
+// --disk path=P[,readonly=on][,num_queues=N][,queue_size=N][,direct=on][,serial=S][,id=ID]
+Result<DiskConfig> parse_disk(const std::string& value) {
+  auto kv = SKIFF_TRY(
+      parse_kv("--disk", value,
+               {"path", "readonly", "num_queues", "queue_size", "direct", "serial", "id"}, "path"));
+  DiskConfig d;
+  d.path = kv["path"];
+  if (d.path.empty()) return fail("--disk: path=PATH is required");
+  if (auto it = kv.find("readonly"); it != kv.end())
+    d.read_only = SKIFF_TRY(parse_switch("--disk readonly", it->second));
+  if (auto it = kv.find("direct"); it != kv.end())
+    d.direct = SKIFF_TRY(parse_switch("--disk direct", it->second));
+  // Up to one queue per possible vCPU; queue sizes a power of 2 (virtio 1.2 §2.7).
+  if (auto it = kv.find("num_queues"); it != kv.end())
+    d.num_queues =
+        static_cast<uint16_t>(SKIFF_TRY(parse_uint("--disk num_queues", it->second, 1, 64)));
+  if (auto it = kv.find("queue_size"); it != kv.end()) {
+    d.queue_size =
+        static_cast<uint16_t>(SKIFF_TRY(parse_uint("--disk queue_size", it->second, 2, 32768)));
+    if ((d.queue_size & (d.queue_size - 1)) != 0)
+      return fail("--disk: queue_size={} is not a power of 2", d.queue_size);
+  }
+  if (auto it = kv.find("serial"); it != kv.end()) {
+    if (it->second.size() > 20)
+      return fail("--disk: serial={} is longer than 20 bytes", it->second);
+    d.serial = it->second;
+  }
+  if (auto it = kv.find("id"); it != kv.end()) d.id = it->second;
+  return d;
+}
 
 // path=PATH, a bare PATH, or fd=N.
 Result<SocketSpec> parse_socket_spec(std::string_view option, const std::string& value) {
@@ -71,6 +105,12 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     return fail("--memory: size={} is not a multiple of 4 KiB", mem["size"]);
 
   a.vm.serial = o.serial;
+  for (const auto& d : o.disks) a.vm.disks.push_back(SKIFF_TRY(parse_disk(d)));
+  if (o.rng_given) {
+    RngConfig rng;
+    if (!o.rng.empty()) rng.source = SKIFF_TRY(parse_kv("--rng", o.rng, {"src"}, "src"))["src"];
+    a.vm.rng = rng;
+  }
   if (!o.api_socket.empty())
     a.api_socket = SKIFF_TRY(parse_socket_spec("--api-socket", o.api_socket));
   if (!o.event_monitor.empty())
@@ -122,6 +162,15 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   app.add_flag("-v", o.verbosity, "More log output: -v info, -vv debug, -vvv trace");
   app.add_flag("--no-reboot", o.no_reboot,
                "Exit with status 0 when the guest reboots, instead of restarting it");
+  app.add_option("--disk", o.disks,
+                 "virtio-blk disk on PCI (repeatable): path=PATH (raw or qcow2), readonly=on, "
+                 "num_queues=N, queue_size=N (power of 2, default 256), direct=on, serial=S, id=ID")
+      ->type_name("path=PATH[,...]");
+  auto* rng = app.add_option("--rng", o.rng,
+                             "virtio-rng on PCI: entropy from getrandom(2), or from src=PATH "
+                             "(e.g. /dev/urandom)")
+                  ->type_name("[src=PATH]")
+                  ->expected(0, 1);
   app.footer(kFooter);
 
   std::vector<std::string> rev(argv.rbegin(),
@@ -136,6 +185,7 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
     return EarlyExit{kExitUsage,
                      fmt::format("skiff: {}\nRun 'skiff --help' for the options.\n", e.what())};
   }
+  o.rng_given = rng->count() > 0;
   auto args = to_args(o);
   if (!args) return EarlyExit{kExitUsage, fmt::format("skiff: {}\n", args.error().what())};
   return *args;

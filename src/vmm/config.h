@@ -3,9 +3,27 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace skiff {
+
+// One virtio-blk disk on PCI (--disk).
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  uint16_t num_queues = 1;
+  uint16_t queue_size = 256;
+  bool direct = false;  // O_DIRECT: accepted, not implemented by the block layer yet
+  std::string serial;   // VIRTIO_BLK_T_GET_ID, up to 20 bytes
+  std::string id;
+};
+
+// The virtio entropy device on PCI (--rng).
+struct RngConfig {
+  std::string source;  // a file such as /dev/urandom; empty: getrandom(2)
+};
 
 struct VmConfig {
   // Payload.
@@ -23,6 +41,10 @@ struct VmConfig {
   // A reboot request (i8042, ACPI reset) ends skiff with status 0 instead of
   // restarting the guest.
   bool no_reboot = false;
+
+  // virtio-pci devices, in PCI slot order: disks first, then the RNG.
+  std::vector<DiskConfig> disks;
+  std::optional<RngConfig> rng;
 };
 
 inline constexpr uint32_t kMaxVcpus = 255;  // xAPIC IDs in the MADT are 8 bits

@@ -16,6 +16,7 @@
 #include "devices/ged.h"
 #include "vmm/host_info.h"
 #include "vmm/machine_devices.h"
+#include "vmm/pci_devices.h"
 
 namespace skiff {
 
@@ -111,6 +112,13 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   if (!devices) return config_error(devices.error());
   m->devices_ = std::move(*devices);
 
+  // PCI host bridge and the virtio-pci devices (--disk, --rng).
+  m->pci_plumbing_ = std::make_unique<VmPlumbing>(m->vm_mu_, m->vm_);
+  auto pci = PciDevices::create(config, m->ram_.memory(), m->pio_, m->mmio_, *m->pci_plumbing_,
+                                [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); });
+  if (!pci) return config_error(pci.error());
+  m->pci_ = std::move(*pci);
+
   // Load the kernel once now, so a bad kernel file is a configuration error
   // reported before anything runs.
   if (auto r = m->build(); !r) {
@@ -191,6 +199,7 @@ Outcome Machine::run() {
     // After a reset: clean RAM, reset devices, rebuild VM and vCPUs.
     ram_.discard_all();
     devices_->reset();
+    pci_->reset();
     if (auto r = build(); !r) return Outcome{StopReason::kHostError, 0, r.error().what()};
   }
   stopping_ = false;
@@ -271,7 +280,9 @@ std::vector<ExitCounts> Machine::exit_counts() const {
 }
 
 std::map<std::string, std::map<std::string, uint64_t>> Machine::device_counters() const {
-  return devices_->counters();
+  auto out = devices_->counters();
+  out.merge(pci_->counters());
+  return out;
 }
 
 void Machine::press_power_button() { devices_->press_power_button(); }

@@ -26,6 +26,8 @@
 namespace skiff {
 
 class MachineDevices;
+class PciDevices;
+class VmPlumbing;
 
 class Machine final : public VmEvents {
  public:
@@ -85,6 +87,10 @@ class Machine final : public VmEvents {
   std::shared_mutex vm_mu_;  // guards vm_ against set_irq during rebuild
   std::optional<kvm::Vm> vm_;
   std::vector<std::unique_ptr<VcpuRunner>> vcpus_;
+  // PCI and virtio-pci devices; after vm_ so they go first (their
+  // destructors unbind ioeventfds through the plumbing).
+  std::unique_ptr<VmPlumbing> pci_plumbing_;
+  std::unique_ptr<PciDevices> pci_;
   std::atomic<bool> running_{false};  // vCPU threads started and not yet torn down
 
   bool payload_error_ = false;  // build() failed on the kernel/initramfs/cmdline

@@ -1,0 +1,196 @@
+#include "vmm/pci_devices.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <thread>
+
+#include "arch/x86/layout.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "block/open_image.h"
+#include "devices/pci/pci_root.h"
+#include "virtio/devices/blk.h"
+#include "virtio/devices/rng.h"
+#include "virtio/transport/pci/virtio_pci.h"
+#include "vmm/machine_devices.h"
+
+namespace skiff {
+
+// --- VmPlumbing
+
+void VmPlumbing::send_msi(uint64_t address, uint32_t data) {
+  std::shared_lock lock(vm_mu_);
+  if (!vm_) return;  // between VMs (reboot): the message is lost, as on real reset
+  auto r = vm_->signal_msi(address, data);
+  // A guest that programs a bogus MSI address gets nothing; say so once.
+  if (!r && !msi_error_logged_.exchange(true)) LOG_WARN("pci: {}", r.error().what());
+}
+
+Result<> VmPlumbing::bind_ioevent(uint64_t address, uint32_t len, int eventfd) {
+  std::shared_lock lock(vm_mu_);
+  if (!vm_) return fail("no VM");
+  return vm_->register_ioeventfd(address, len, eventfd);
+}
+
+void VmPlumbing::unbind_ioevent(uint64_t address, uint32_t len, int eventfd) {
+  std::shared_lock lock(vm_mu_);
+  if (vm_) (void)vm_->unregister_ioeventfd(address, len, eventfd);
+}
+
+// --- VirtioWorker: one thread per device, epoll over its queue eventfds.
+class VirtioWorker {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<VirtioWorker>> start(
+      std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name) {
+    std::unique_ptr<VirtioWorker> w(new VirtioWorker(std::move(dev), std::move(name)));
+    int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return fail_errno("epoll_create1 for {}", w->name_);
+    w->epoll_.reset(ep);
+    w->stop_ = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
+    SKIFF_TRY_VOID(w->watch(w->stop_.get(), kStopToken));
+    for (uint16_t q = 0; q < w->dev_->num_queues(); ++q)
+      SKIFF_TRY_VOID(w->watch(w->dev_->queue_eventfd(q), q));
+    w->thread_ = std::thread([p = w.get()] { p->run(); });
+    return w;
+  }
+  ~VirtioWorker() {
+    stop_.signal();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static constexpr uint32_t kStopToken = 0xffffffff;
+  VirtioWorker(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name)
+      : dev_(std::move(dev)), name_(std::move(name)) {}
+
+  Result<> watch(int fd, uint32_t token) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = token;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
+      return fail_errno("epoll_ctl for {}", name_);
+    return {};
+  }
+
+  void run() {
+    pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+    epoll_event events[16];
+    for (;;) {
+      int n = ::epoll_wait(epoll_.get(), events, 16, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        LOG_ERROR("{}: epoll_wait failed: {}; the device stops", name_, std::strerror(errno));
+        return;
+      }
+      for (int i = 0; i < n; ++i) {
+        uint32_t token = events[i].data.u32;
+        if (token == kStopToken) return;
+        uint16_t q = static_cast<uint16_t>(token);
+        uint64_t v = 0;
+        if (::read(dev_->queue_eventfd(q), &v, sizeof v) != sizeof v) continue;
+        dev_->process_queue(q);
+      }
+    }
+  }
+
+  std::shared_ptr<virtio::VirtioPciDevice> dev_;
+  std::string name_;
+  Fd epoll_;
+  EventFd stop_;
+  std::thread thread_;
+};
+
+// --- PciDevices
+
+Result<std::unique_ptr<PciDevices>> PciDevices::create(
+    const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
+    std::function<void(uint32_t, bool)> set_irq) {
+  std::unique_ptr<PciDevices> p(new PciDevices(pio, mmio));
+  // 32-bit BARs in the hole below the ECAM; no 64-bit window yet (the
+  // DSDT's _CRS has none either).
+  p->root_ = std::make_unique<pci::PciRoot>(
+      mmio, pci::BarWindow{x86::kPciMmio32Start, x86::kPciMmio32End}, pci::BarWindow{});
+  SKIFF_TRY_VOID(pio.insert(p->root_->config_io(), x86::kPortPciConfigAddr, 8));
+  SKIFF_TRY_VOID(mmio.insert(p->root_->ecam(), x86::kPciEcamBase, x86::kPciEcamSize));
+
+  auto make = [&](std::unique_ptr<virtio::VirtioDevice> dev)
+      -> Result<std::shared_ptr<virtio::VirtioPciDevice>> {
+    uint8_t irq = x86::kPciIntxIrqs[p->intx_lines_.size() % std::size(x86::kPciIntxIrqs)];
+    p->intx_lines_.push_back(std::make_unique<GsiLine>(irq, set_irq));
+    return virtio::VirtioPciDevice::create(std::move(dev), mem, plumbing, plumbing,
+                                           p->intx_lines_.back().get(), irq);
+  };
+
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& d = config.disks[i];
+    std::string what = fmt::format("--disk path={}", d.path);
+    if (d.direct) LOG_WARN("{}: direct=on is not implemented yet; using the page cache", what);
+    auto image = open_image(d.path, OpenImageOptions{.read_only = d.read_only});
+    if (!image) return context(image.error(), what);
+    virtio::BlkOptions opts;
+    opts.serial = d.serial.empty() ? d.id : d.serial;
+    opts.read_only = d.read_only;
+    opts.num_queues = d.num_queues;
+    opts.queue_size = d.queue_size;
+    auto blk = virtio::VirtioBlock::create(std::move(*image), opts);
+    if (!blk) return context(blk.error(), what);
+    auto dev = make(std::move(*blk));
+    if (!dev) return context(dev.error(), what);
+    SKIFF_TRY_VOID(p->add(std::move(*dev), fmt::format("blk{}", i)));
+  }
+  if (config.rng) {
+    std::optional<std::string> src;
+    if (!config.rng->source.empty()) src = config.rng->source;
+    auto rng = virtio::VirtioRng::create(src);
+    if (!rng) return context(rng.error(), "--rng");
+    auto dev = make(std::move(*rng));
+    if (!dev) return context(dev.error(), "--rng");
+    SKIFF_TRY_VOID(p->add(std::move(*dev), "rng0"));
+  }
+  return p;
+}
+
+Result<> PciDevices::add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name) {
+  uint8_t slot = SKIFF_TRY(root_->add_device(dev));
+  LOG_INFO("pci: 00:{:02x}.0 virtio {} ({})", slot, dev->device().name(), name);
+  auto worker = SKIFF_TRY(VirtioWorker::start(dev, name));
+  devices_.push_back(Entry{std::move(name), std::move(dev), std::move(worker)});
+  return {};
+}
+
+PciDevices::PciDevices(Bus& pio, Bus& mmio) : pio_(pio), mmio_(mmio) {}
+
+PciDevices::~PciDevices() {
+  // Threads first (they call into the devices), then the bus entries.
+  for (auto& e : devices_) e.worker.reset();
+  (void)pio_.remove(x86::kPortPciConfigAddr);
+  (void)mmio_.remove(x86::kPciEcamBase);
+}
+
+void PciDevices::reset() {
+  root_->reset();
+}
+
+std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() const {
+  std::map<std::string, std::map<std::string, uint64_t>> out;
+  for (const auto& e : devices_) {
+    auto* blk = dynamic_cast<virtio::VirtioBlock*>(&e.device->device());
+    if (!blk) continue;
+    std::map<std::string, uint64_t> c;
+    for (uint16_t q = 0; q < blk->num_queues(); ++q) {
+      const auto& s = blk->stats(q);
+      c["read_ops"] += s.read_ops;
+      c["read_bytes"] += s.read_bytes;
+      c["write_ops"] += s.write_ops;
+      c["write_bytes"] += s.write_bytes;
+      c["flush_ops"] += s.flush_ops;
+      c["errors"] += s.errors;
+    }
+    out[e.name] = std::move(c);
+  }
+  return out;
+}
+
+}  // namespace skiff

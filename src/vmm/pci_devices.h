@@ -1,0 +1,89 @@
+// The PCI side of skiff's machine: the host bridge on both buses (config
+// ports 0xcf8-0xcff and the ECAM window), the virtio-pci devices built from
+// VmConfig (--disk, --rng), and one I/O thread per virtio device (blk0,
+// blk1, ..., rng0) that waits on the device's queue eventfds.
+//
+// KVM plumbing (DESIGN.md: devices never call ioctls): VmPlumbing turns
+// the devices' MSI messages into KVM_SIGNAL_MSI and their notify-address
+// bindings into KVM_IOEVENTFD on whatever VM exists now. The VM is rebuilt
+// on a guest reboot; reset() unmaps every BAR first (dropping bindings on
+// the old VM) and the guest's re-enumeration binds them on the new one.
+//
+// Interrupts: MSI-X by KVM_SIGNAL_MSI, one ioctl per message from the
+// device thread. INTx: INTA# of every device on one of the ISA IRQs in
+// kPciIntxIrqs (written to Interrupt Line; the DSDT has no _PRT yet).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "devices/bus.h"
+#include "devices/pci/pci_device.h"
+#include "kvm/kvm.h"
+#include "memory/guest_memory.h"
+#include "vmm/config.h"
+
+namespace skiff {
+
+namespace pci {
+class PciRoot;
+}
+namespace virtio {
+class VirtioPciDevice;
+}
+class GsiLine;
+class VirtioWorker;
+
+// MsiSender and IoEventRegistrar over the Machine's current kvm::Vm.
+class VmPlumbing final : public pci::MsiSender, public pci::IoEventRegistrar {
+ public:
+  VmPlumbing(std::shared_mutex& vm_mu, std::optional<kvm::Vm>& vm) : vm_mu_(vm_mu), vm_(vm) {}
+  void send_msi(uint64_t address, uint32_t data) override;
+  [[nodiscard]] Result<> bind_ioevent(uint64_t address, uint32_t len, int eventfd) override;
+  void unbind_ioevent(uint64_t address, uint32_t len, int eventfd) override;
+
+ private:
+  std::shared_mutex& vm_mu_;
+  std::optional<kvm::Vm>& vm_;
+  std::atomic<bool> msi_error_logged_{false};
+};
+
+class PciDevices {
+ public:
+  // `mem`, the buses and `plumbing` must outlive the returned object.
+  [[nodiscard]] static Result<std::unique_ptr<PciDevices>> create(
+      const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
+      std::function<void(uint32_t, bool)> set_irq);
+  ~PciDevices();
+
+  // Machine reset: every function to power-on, BARs unmapped.
+  void reset();
+
+  // Per-device counters for vm.counters ("blk0": read_ops, ...).
+  [[nodiscard]] std::map<std::string, std::map<std::string, uint64_t>> counters() const;
+
+ private:
+  PciDevices(Bus& pio, Bus& mmio);
+  [[nodiscard]] Result<> add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name);
+
+  Bus& pio_;
+  Bus& mmio_;
+  std::unique_ptr<pci::PciRoot> root_;
+  std::vector<std::unique_ptr<GsiLine>> intx_lines_;
+  struct Entry {
+    std::string name;
+    std::shared_ptr<virtio::VirtioPciDevice> device;
+    std::unique_ptr<VirtioWorker> worker;
+  };
+  std::vector<Entry> devices_;
+};
+
+}  // namespace skiff
