@@ -56,12 +56,12 @@ Result<MemoryTable> MemoryTable::map(std::span<const MemoryRegionDesc> regions, 
     const auto& r = regions[i];
     struct stat st {};
     if (::fstat(fds[i].get(), &st) != 0) return fail_errno("fstat of memory region {} fd", i);
-    // Mapping past the end of the file would turn an access into SIGBUS.
-    if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
-      return fail("memory region {} needs bytes [{:#x}, {:#x}) of its fd, which has {:#x}", i,
-                  r.mmap_offset, r.mmap_offset + r.memory_size, st.st_size);
     if (!S_ISREG(st.st_mode))
       return fail("memory region {} fd is not a shared-memory file (memfd, shm, hugetlbfs)", i);
+    // Mapping past the end of the file would turn an access into SIGBUS.
+    if (static_cast<uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
+      return fail("memory region {} needs bytes [{:#x}, {:#x}) of its fd, which has {:#x}", i,
+                  r.mmap_offset, r.mmap_offset + r.memory_size, st.st_size);
     // mmap needs a page-aligned offset; map from the page below.
     uint64_t aligned = r.mmap_offset & ~(page - 1);
     uint64_t slack = r.mmap_offset - aligned;

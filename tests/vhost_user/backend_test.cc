@@ -373,6 +373,42 @@ TEST_F(BackendTest, RingContinuesFromBaseAfterRestart) {
   EXPECT_TRUE(wait_used(2));
 }
 
+TEST_F(BackendTest, RunningRingMovesToNewMemTable) {
+  start_rng();
+  full_session();
+  put_desc(0, kDataOff, 16, virtio::kDescFlagWrite);
+  make_available(0);
+  do_kick();
+  ASSERT_TRUE(wait_used(1));
+  // QEMU resends the table when guest RAM changes (hotplug); the ring keeps
+  // running on the new mapping and keeps its position.
+  mem_table();
+  EXPECT_TRUE(backend->ring_started(0));
+  make_available(0);
+  do_kick();
+  EXPECT_TRUE(wait_used(2));
+}
+
+TEST_F(BackendTest, DeviceFailureSignalsErrFdAndStopsProcessing) {
+  start_rng();
+  Fd err(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  full_session();
+  EXPECT_EQ(send_acked(Request::kSetVringErr, bytes(uint64_t{0}), {err.get()}), 0u);
+  // virtio 1.2 §5.4.6.1: an rng driver must not post readable buffers.
+  put_desc(0, kDataOff, 16, 0);
+  make_available(0);
+  do_kick();
+  EXPECT_TRUE(readable_within(err.get(), 5000)) << "no error notification";
+  EXPECT_TRUE(device->needs_reset());
+  put_desc(1, kDataOff, 16, virtio::kDescFlagWrite);
+  make_available(1);
+  do_kick();
+  EXPECT_FALSE(wait_used(1, 200)) << "a failed device kept processing";
+  // The connection stays up: the front end decides what to do.
+  send(Request::kGetQueueNum, {});
+  EXPECT_EQ(reply().as<uint64_t>(), 1u);
+}
+
 // --- hostile front ends -----------------------------------------------------
 
 TEST_F(BackendTest, OversizePayloadClosesConnection) {
@@ -416,6 +452,28 @@ TEST_F(BackendTest, RegionLargerThanItsFdClosesConnection) {
   } t;
   send(Request::kSetMemTable, bytes(t), {memfd.get()});
   expect_closed("which has");
+}
+
+TEST_F(BackendTest, RegionFdThatIsNotSharedMemoryClosesConnection) {
+  start_rng();
+  struct {
+    uint32_t n = 1, pad = 0;
+    MemoryRegionDesc r{kGpa, 4096, kUser, 0};
+  } t;
+  send(Request::kSetMemTable, bytes(t), {kick.get()});  // an eventfd
+  expect_closed("not a shared-memory file");
+}
+
+TEST_F(BackendTest, OverlappingRegionsCloseConnection) {
+  start_rng();
+  struct {
+    uint32_t n = 2, pad = 0;
+    MemoryRegionDesc r[2];
+  } t;
+  t.r[0] = {kGpa, kRamBytes / 2, kUser, 0};
+  t.r[1] = {kGpa + 4096, kRamBytes / 2, kUser + kRamBytes, kRamBytes / 2};
+  send(Request::kSetMemTable, bytes(t), {memfd.get(), memfd.get()});
+  expect_closed("overlap in guest-physical space");
 }
 
 TEST_F(BackendTest, WrappingRegionClosesConnection) {

@@ -327,10 +327,57 @@ echo "SKIFF-TEST-RESULT: pass cur=$cur n=$n bytes=$bytes"
     check(got.get("bytes") == f"{marker},", f"hwrng bytes {got.get('bytes')}, source has only {marker}")
 
 
+def boot_until(workdir, script, qemu_args, marker_re):
+    """Boots the guest and returns (QEMU process, first match of marker_re)
+    as soon as the serial console shows it, with QEMU still running; the
+    caller kills it. Raises Failed if the guest reports failure or the
+    marker does not appear within TIMEOUT."""
+    initrd = harness.make_initrd(os.path.join(harness.GUEST_DIR, "initramfs.cpio.gz"), workdir, script)
+    cmd = [harness.QEMU, "-accel", "tcg", "-m", "512M", "-smp", "1", "-nographic", "-monitor", "none",
+           "-serial", "stdio", "-no-reboot", "-kernel", os.path.join(harness.GUEST_DIR, "vmlinuz"),
+           "-initrd", initrd, "-append", "console=ttyS0 panic=-1 skiff.run=/tests/run.sh",
+           *SHARED_RAM, *qemu_args]
+    log_path = os.path.join(workdir, "serial.log")
+    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    sel = selectors.DefaultSelector()
+    sel.register(qemu.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + TIMEOUT
+    buf = b""
+    try:
+        with open(log_path, "wb") as log:
+            while time.monotonic() < deadline:
+                if not sel.select(1.0):
+                    continue
+                chunk = os.read(qemu.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+                log.flush()
+                buf += chunk
+                m = re.search(marker_re, buf)
+                if m:
+                    return qemu, m
+                m = re.search(rb"SKIFF-TEST-RESULT: fail (.*)", buf)
+                if m:
+                    raise Failed(f"guest: {m.group(1).decode(errors='replace')} (log {log_path})")
+        raise Failed(f"the guest never printed {marker_re!r} (log {log_path})")
+    except BaseException:
+        kill_group(qemu)
+        raise
+    finally:
+        sel.close()
+
+
+def kill_group(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def blk_crash_durability(vhost_bin, workdir):
     """The guest writes and syncs data, says so; the host kill -9s
     skiff-vhost and QEMU at that moment; the data is in the image."""
-    skip_if_unavailable()
     disk = os.path.join(workdir, "disk.img")
     make_disk(disk)
     v = Vhost(vhost_bin, workdir, ["blk", "--disk", f"path={disk}"])
@@ -343,46 +390,59 @@ sync
 echo "SYNCED sum=$sum"
 sleep 600
 """)
-    os.makedirs(workdir, exist_ok=True)
-    initrd = harness.make_initrd(os.path.join(harness.GUEST_DIR, "initramfs.cpio.gz"), workdir, script)
-    cmd = [harness.QEMU, "-accel", "tcg", "-m", "512M", "-smp", "1", "-nographic", "-monitor", "none",
-           "-serial", "stdio", "-no-reboot", "-kernel", os.path.join(harness.GUEST_DIR, "vmlinuz"),
-           "-initrd", initrd, "-append", "console=ttyS0 panic=-1 skiff.run=/tests/run.sh",
-           *SHARED_RAM, *v.chardev(), "-device", "vhost-user-blk-pci,chardev=c0"]
-    log_path = os.path.join(workdir, "serial.log")
-    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    want = None
+    qemu = None
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(qemu.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + TIMEOUT
-        buf = b""
-        with open(log_path, "wb") as log:
-            while want is None and time.monotonic() < deadline:
-                if not sel.select(1.0):
-                    continue
-                chunk = os.read(qemu.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                log.write(chunk)
-                buf += chunk
-                m = re.search(rb"SYNCED sum=([0-9a-f]{64})", buf)
-                if m:
-                    want = m.group(1).decode()
-                m = re.search(rb"SKIFF-TEST-RESULT: fail (.*)", buf)
-                if m:
-                    raise Failed(f"guest: {m.group(1).decode(errors='replace')} (log {log_path})")
+        qemu, m = boot_until(workdir, script, [*v.chardev(), "-device", "vhost-user-blk-pci,chardev=c0"],
+                             rb"SYNCED sum=([0-9a-f]{64})")
+        want = m.group(1).decode()
     finally:
         # The crash: both processes die without any chance to flush.
         v.kill9()
-        os.killpg(qemu.pid, signal.SIGKILL)
-        qemu.wait()
-    check(want is not None, f"the guest never reported its synced write (log {log_path})")
+        if qemu is not None:
+            kill_group(qemu)
     direct = sha256(read_at(disk, 7 * 65536, 16 * 65536))
     buffered = sha256(read_at(disk, 300 * 65536, 16 * 65536))
     check(direct == want, f"O_DIRECT+fsync data: image holds {direct}, guest wrote {want}")
     check(buffered == want, f"buffered+sync data: image holds {buffered}, guest wrote {want}")
+
+
+def blk_front_end_killed_mid_io_then_next_vm_served(vhost_bin, workdir):
+    """QEMU is kill -9ed while the guest writes continuously (rings running,
+    requests in flight); skiff-vhost resets and serves the next VM, whose
+    write and read-back checksums agree with the image."""
+    disk = os.path.join(workdir, "disk.img")
+    make_disk(disk)
+    v = Vhost(vhost_bin, workdir, ["blk", "--disk", f"path={disk},num_queues=2"])
+    try:
+        busy = write_script(workdir, GUEST_LIB + r"""
+echo WRITING
+while true; do dd if=/dev/urandom of=/dev/vda bs=64k count=64 oflag=direct 2>/dev/null; done
+""")
+        first = os.path.join(workdir, "killed")
+        os.makedirs(first, exist_ok=True)
+        qemu, _ = boot_until(first, busy, [*v.chardev(), "-device", "vhost-user-blk-pci,chardev=c0"],
+                             rb"WRITING")
+        time.sleep(2)  # let requests flow
+        kill_group(qemu)
+        time.sleep(0.5)
+        check(v.alive(), "skiff-vhost died with its front end")
+        w = write_script(workdir, GUEST_LIB + r"""
+dd if=/dev/urandom of=/tmp/data bs=64k count=8 2>/dev/null
+sum=$(sha256sum /tmp/data | cut -d' ' -f1)
+dd if=/tmp/data of=/dev/vda bs=64k seek=500 oflag=direct conv=fsync 2>/dev/null || fail "write failed"
+back=$(dd if=/dev/vda bs=64k skip=500 count=8 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+echo "SKIFF-TEST-RESULT: pass sum=$sum back=$back"
+""")
+        got = boot(os.path.join(workdir, "next"), w,
+                   [*v.chardev(), "-device", "vhost-user-blk-pci,chardev=c0,num-queues=2"], smp=2)
+        check(v.alive(), "skiff-vhost died after the second VM")
+    finally:
+        v.stop()
+    host = sha256(read_at(disk, 500 * 65536, 8 * 65536))
+    check(got.get("sum") == host, f"image holds {host}, the second VM wrote {got.get('sum')}")
+    check(got.get("back") == host, f"second VM read back {got.get('back')}, image holds {host}")
+    counters = v.queue_counters()
+    check(sum(c.get("writes", 0) for c in counters.values()) > 0, f"no writes counted: {counters}")
 
 
 CASES = {f.__name__: f for f in (
@@ -392,6 +452,7 @@ CASES = {f.__name__: f for f in (
     blk_readonly_disk,
     rng_hwrng_bytes_come_from_source,
     blk_crash_durability,
+    blk_front_end_killed_mid_io_then_next_vm_served,
 )}
 
 
