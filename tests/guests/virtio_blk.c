@@ -1,0 +1,287 @@
+/* virtio_blk: a minimal virtio 1.x PCI driver, run under skiff and QEMU.
+ *
+ * Enumerates bus 0 through configuration mechanism #1 (0xcf8/0xcfc),
+ * finds the modern virtio-blk (1af4:1042) and virtio-rng (1af4:1044)
+ * functions, walks their vendor capabilities (virtio 1.2 §4.1.4), moves the
+ * BAR holding the virtio structures to a fixed address in the 32-bit PCI
+ * window (both VMMs decode [0xc0000000, 0xe0000000) as PCI memory) and
+ * drives one split virtqueue per device by polling, at CPL 3. No interrupts
+ * (MSI-X stays disabled and INTx is never unmasked).
+ *
+ * Output (KEY=VALUE lines, checked by virtio_pci_test.py):
+ *   PCI=dd:vvvv:dddd          every function on bus 0
+ *   BLK_CAPACITY=sectors      virtio_blk_config.capacity
+ *   BLK_SERIAL=str            VIRTIO_BLK_T_GET_ID
+ *   BLK_READ_FNV=hex          FNV-1a of sectors 0-7 as read
+ *   BLK_WRITTEN_FNV=hex       FNV-1a of the pattern written to sectors 8-15
+ *   BLK_WRITE=ok              sectors 8-15 read back equal to the pattern
+ *   RNG_LEN=n, RNG_NONZERO=1, RNG_DIFFERENT=1
+ * Command line: seed=N (pattern seed), rng=0 to skip the RNG.
+ * Exit 0x10 on success; guest_fail (0x7e) on any protocol problem. */
+#include "runtime.h"
+
+const char guest_name[] = "virtio_blk";
+
+#define PCI_WINDOW 0xc0000000ull
+#define QSIZE 8
+
+static inline uint32_t inl(uint16_t port) {
+  uint32_t v;
+  __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+static inline void barrier(void) {
+  __asm__ volatile("mfence" ::: "memory");
+}
+
+/* ---- PCI config (mechanism #1; dword accesses only) ---- */
+static uint32_t cfg_read(uint32_t dev, uint32_t reg) {
+  outl(0xcf8, 0x80000000u | dev << 11 | (reg & 0xfc));
+  return inl(0xcfc);
+}
+static void cfg_write(uint32_t dev, uint32_t reg, uint32_t v) {
+  outl(0xcf8, 0x80000000u | dev << 11 | (reg & 0xfc));
+  outl(0xcfc, v);
+}
+static uint8_t cfg_read8(uint32_t dev, uint32_t reg) {
+  return (uint8_t)(cfg_read(dev, reg) >> ((reg & 3) * 8));
+}
+
+/* ---- the 2 MiB of the PCI window the guest uses, mapped uncached ---- */
+extern uint64_t pml4[512];
+static uint64_t invlpg_window(uint64_t va) {
+  __asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
+  return 0;
+}
+static void map_pci_window(void) {
+  /* pml4[0] -> pdpt; pdpt[3] -> the PD of 3..4 GiB (runtime boot.S). The
+   * tables are in identity-mapped, user-writable memory. */
+  uint64_t* pdpt = phys(pml4[0] & ~0xfffull);
+  uint64_t* pd = phys(pdpt[3] & ~0xfffull);
+  /* P | W | U | PWT | PCD | PS */
+  pd[0] = PCI_WINDOW | 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80;
+  kernel_call(invlpg_window, PCI_WINDOW);
+}
+
+/* ---- one virtio-pci function ---- */
+struct vdev {
+  uint32_t dev;
+  volatile uint8_t* common;
+  volatile uint8_t* device_cfg;
+  volatile uint8_t* notify;
+  uint32_t notify_mult;
+  /* queue 0 */
+  volatile uint8_t* rings; /* desc | avail at +256 | used at +4096 */
+  uint16_t next_avail;
+  uint16_t last_used;
+};
+
+static uint8_t ring_mem[2][3 * 4096] __attribute__((aligned(4096)));
+static uint8_t data_mem[2][8192] __attribute__((aligned(4096)));
+
+#define C8(v, o) (*(volatile uint8_t*)((v)->common + (o)))
+#define C16(v, o) (*(volatile uint16_t*)((v)->common + (o)))
+#define C32(v, o) (*(volatile uint32_t*)((v)->common + (o)))
+#define C64(v, o) (*(volatile uint64_t*)((v)->common + (o)))
+
+static void setup(struct vdev* v, uint32_t dev, int index) {
+  v->dev = dev;
+  /* Decode off while the BAR moves. */
+  cfg_write(dev, 0x04, 0);
+  int bar = -1;
+  uint32_t off[5] = {0}, mult = 0;
+  uint8_t cap = cfg_read8(dev, 0x34) & 0xfc;
+  for (int n = 0; cap && n < 48; ++n) {
+    if (cfg_read8(dev, cap) == 0x09) {
+      uint8_t type = cfg_read8(dev, cap + 3u);
+      uint8_t b = cfg_read8(dev, cap + 4u);
+      if (type >= 1 && type <= 4) {
+        if (bar >= 0 && b != bar) guest_fail("virtio structures in two BARs (%d, %u)", bar, b);
+        bar = b;
+        off[type] = cfg_read(dev, cap + 8u);
+        if (type == 2) mult = cfg_read(dev, cap + 16u);
+      }
+    }
+    cap = cfg_read8(dev, cap + 1u) & 0xfc;
+  }
+  if (bar < 0 || bar > 5) guest_fail("no virtio capabilities on device %u", dev);
+  uint32_t reg = 0x10 + 4u * (uint32_t)bar;
+  uint32_t orig = cfg_read(dev, reg);
+  cfg_write(dev, reg, 0xffffffffu);
+  uint32_t mask = cfg_read(dev, reg) & ~0xfu;
+  uint64_t size = (uint64_t)(~mask) + 1;
+  if (orig & 1) guest_fail("BAR %d is an I/O BAR", bar);
+  if (size > 0x100000) guest_fail("BAR %d too large (0x%llx)", bar, (unsigned long long)size);
+  uint64_t base = PCI_WINDOW + (uint64_t)index * 0x100000;
+  cfg_write(dev, reg, (uint32_t)base);
+  if ((orig & 0x6) == 0x4) cfg_write(dev, reg + 4, 0);
+  cfg_write(dev, 0x04, 0x6); /* memory space + bus master */
+  v->common = phys(base + off[1]);
+  v->notify = phys(base + off[2]);
+  v->device_cfg = phys(base + off[4]);
+  v->notify_mult = mult;
+  v->rings = ring_mem[index];
+
+  /* §3.1.1 driver initialisation. */
+  C8(v, 0x14) = 0;
+  while (C8(v, 0x14) != 0) cpu_relax();
+  C8(v, 0x14) = 1;     /* ACKNOWLEDGE */
+  C8(v, 0x14) = 1 | 2; /* DRIVER */
+  C32(v, 0x00) = 1;
+  if (!(C32(v, 0x04) & 1)) guest_fail("device %u does not offer VERSION_1", dev);
+  C32(v, 0x08) = 0;
+  C32(v, 0x0c) = 0;
+  C32(v, 0x08) = 1;
+  C32(v, 0x0c) = 1; /* VERSION_1 only */
+  C8(v, 0x14) = 1 | 2 | 8;
+  if (!(C8(v, 0x14) & 8)) guest_fail("device %u refused FEATURES_OK", dev);
+  C16(v, 0x16) = 0; /* queue_select */
+  uint16_t max = C16(v, 0x18);
+  if (max < QSIZE) guest_fail("queue 0 of device %u has only %u entries", dev, max);
+  C16(v, 0x18) = QSIZE;
+  C16(v, 0x1a) = 0xffff; /* no MSI-X vector */
+  memset((void*)v->rings, 0, sizeof ring_mem[0]);
+  C64(v, 0x20) = (uint64_t)(uintptr_t)v->rings;
+  C64(v, 0x28) = (uint64_t)(uintptr_t)(v->rings + 256);
+  C64(v, 0x30) = (uint64_t)(uintptr_t)(v->rings + 4096);
+  C16(v, 0x1c) = 1;
+  C8(v, 0x14) = 1 | 2 | 8 | 4; /* DRIVER_OK */
+  if (C8(v, 0x14) & 0x40) guest_fail("device %u needs reset after DRIVER_OK", dev);
+}
+
+/* Posts a chain of n descriptors (all from index 0) and polls for it. */
+struct desc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t flags;
+  uint16_t next;
+};
+static uint32_t submit(struct vdev* v, const struct desc* d, int n) {
+  volatile struct desc* table = (volatile struct desc*)v->rings;
+  for (int i = 0; i < n; ++i) {
+    table[i].addr = d[i].addr;
+    table[i].len = d[i].len;
+    table[i].flags = (uint16_t)(d[i].flags | (i + 1 < n ? 1 : 0));
+    table[i].next = (uint16_t)(i + 1);
+  }
+  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + 256);
+  avail[2 + v->next_avail % QSIZE] = 0;
+  barrier();
+  avail[1] = ++v->next_avail;
+  barrier();
+  uint16_t notify_off = C16(v, 0x1e);
+  *(volatile uint16_t*)(v->notify + notify_off * v->notify_mult) = 0; /* queue 0 */
+  volatile uint16_t* used_idx = (volatile uint16_t*)(v->rings + 4096 + 2);
+  uint64_t start = rdtsc();
+  while (*used_idx == v->last_used) {
+    cpu_relax();
+    if (rdtsc() - start > 30ull * 1000 * 1000 * 1000)
+      guest_fail("device %u: no used buffer (status 0x%x)", v->dev, C8(v, 0x14));
+  }
+  barrier();
+  volatile uint32_t* elem = (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % QSIZE));
+  ++v->last_used;
+  if (elem[0] != 0) guest_fail("device %u returned head %u", v->dev, elem[0]);
+  return elem[1];
+}
+
+struct blk_hdr {
+  uint32_t type, reserved;
+  uint64_t sector;
+};
+
+static uint8_t blk_io(struct vdev* v, uint32_t type, uint64_t sector, void* buf, uint32_t len) {
+  struct blk_hdr* h = (struct blk_hdr*)data_mem[0];
+  uint8_t* status = data_mem[0] + 64;
+  h->type = type;
+  h->reserved = 0;
+  h->sector = sector;
+  *status = 0xff;
+  struct desc d[3] = {
+      {(uint64_t)(uintptr_t)h, 16, 0, 0},
+      {(uint64_t)(uintptr_t)buf, len, (uint16_t)(type == 1 ? 0 : 2), 0},
+      {(uint64_t)(uintptr_t)status, 1, 2, 0},
+  };
+  if (len == 0) {
+    d[1] = d[2]; /* FLUSH: header and status only */
+    submit(v, d, 2);
+  } else {
+    submit(v, d, 3);
+  }
+  return *status;
+}
+
+static uint8_t blk_buf[4096] __attribute__((aligned(512)));
+static uint8_t pattern[4096];
+
+static void test_blk(struct vdev* v) {
+  uint64_t cap = *(volatile uint64_t*)v->device_cfg;
+  printf("BLK_CAPACITY=%llu\n", (unsigned long long)cap);
+  if (cap < 16) guest_fail("disk too small: %llu sectors", (unsigned long long)cap);
+
+  memset(blk_buf, 0, 21);
+  uint8_t s = blk_io(v, 8, 0, blk_buf, 20); /* GET_ID */
+  if (s != 0) guest_fail("GET_ID status %u", s);
+  blk_buf[20] = 0;
+  printf("BLK_SERIAL=%s\n", (const char*)blk_buf);
+
+  s = blk_io(v, 0, 0, blk_buf, 4096);
+  if (s != 0) guest_fail("read status %u", s);
+  printf("BLK_READ_FNV=%llx\n", (unsigned long long)fnv1a64(blk_buf, 4096));
+
+  uint64_t seed = cmdline_u64("seed", 1);
+  for (uint32_t i = 0; i < sizeof pattern; ++i) pattern[i] = (uint8_t)(i * 7u + seed + (i >> 9));
+  memcpy(blk_buf, pattern, 4096);
+  s = blk_io(v, 1, 8, blk_buf, 4096);
+  if (s != 0) guest_fail("write status %u", s);
+  printf("BLK_WRITTEN_FNV=%llx\n", (unsigned long long)fnv1a64(pattern, 4096));
+  memset(blk_buf, 0, 4096);
+  s = blk_io(v, 0, 8, blk_buf, 4096);
+  if (s != 0) guest_fail("read-back status %u", s);
+  if (memcmp(blk_buf, pattern, 4096) != 0) guest_fail("sectors 8-15 differ after write");
+  s = blk_io(v, 4, 0, blk_buf, 0); /* FLUSH */
+  if (s != 0) guest_fail("flush status %u", s);
+  puts_line("BLK_WRITE=ok");
+}
+
+static void test_rng(struct vdev* v) {
+  uint8_t* a = data_mem[1];
+  uint8_t* b = data_mem[1] + 4096;
+  memset(a, 0, 64);
+  memset(b, 0, 64);
+  struct desc d = {(uint64_t)(uintptr_t)a, 64, 2, 0};
+  uint32_t n1 = submit(v, &d, 1);
+  d.addr = (uint64_t)(uintptr_t)b;
+  uint32_t n2 = submit(v, &d, 1);
+  printf("RNG_LEN=%u\n", n1);
+  int nonzero = 0;
+  for (int i = 0; i < 64; ++i) nonzero |= a[i];
+  printf("RNG_NONZERO=%d\n", nonzero != 0);
+  printf("RNG_DIFFERENT=%d\n", n1 == n2 && n1 > 0 && memcmp(a, b, n1) != 0);
+}
+
+int guest_main(void) {
+  map_pci_window();
+  struct vdev blk = {0}, rng = {0};
+  int have_blk = 0, have_rng = 0;
+  for (uint32_t dev = 0; dev < 32; ++dev) {
+    uint32_t id = cfg_read(dev, 0);
+    if ((id & 0xffff) == 0xffff) continue;
+    printf("PCI=%02x:%04x:%04x\n", dev, id & 0xffff, id >> 16);
+    if (id == 0x10421af4 && !have_blk) {
+      setup(&blk, dev, 0);
+      have_blk = 1;
+    } else if (id == 0x10441af4 && !have_rng) {
+      setup(&rng, dev, 1);
+      have_rng = 1;
+    }
+  }
+  if (!have_blk) guest_fail("no virtio-blk (1af4:1042) on bus 0");
+  test_blk(&blk);
+  if (cmdline_u64("rng", 1)) {
+    if (!have_rng) guest_fail("no virtio-rng (1af4:1044) on bus 0");
+    test_rng(&rng);
+  }
+  puts_line("VIRTIO_DONE");
+  return 0x10;
+}
