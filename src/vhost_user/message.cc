@@ -121,6 +121,8 @@ Result<bool> recv_exact(int sock, std::span<uint8_t> out, std::vector<Fd>& fds, 
     msg.msg_controllen = sizeof control;
     ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return fail("timed out waiting for the rest of a message (the socket's receive timeout)");
     if (n < 0) return fail_errno("reading from the vhost-user socket");
     // Take ownership of every fd first, so that any error below closes them.
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -53,6 +54,13 @@ Result<> VhostUserServer::run(VhostUserBackend& backend, int stop_fd,
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return fail_errno("accept on {}", path_);
     }
+    // Between messages the back end waits in poll (and notices stop_fd);
+    // inside one message a front end that stalls would block it for good.
+    // Messages are sent whole, so a few seconds is plenty.
+    timeval tv{5, 0};
+    if (::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        ::setsockopt(conn.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+      return fail_errno("setting timeouts on a vhost-user connection");
     LOG_INFO("vhost-user: front end connected on {}", path_);
     auto r = backend.serve(conn.get(), stop_fd);
     // One line per connection end; a protocol violation says why.

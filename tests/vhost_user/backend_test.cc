@@ -554,7 +554,7 @@ TEST_F(BackendTest, UnofferedFeaturesCloseConnection) {
 
 // --- the server: reconnect after disconnects and errors ----------------------
 
-TEST(VhostUserServerTest, AcceptsNewFrontEndAfterDisconnectAndAfterProtocolError) {
+TEST(VhostUserServerTest, AcceptsNewFrontEndAfterDisconnectProtocolErrorAndStall) {
   auto dev = virtio::VirtioRng::create(std::nullopt);
   ASSERT_TRUE(dev);
   std::string path = ::testing::TempDir() + "/vhost-test-" + std::to_string(::getpid()) + ".sock";
@@ -593,6 +593,15 @@ TEST(VhostUserServerTest, AcceptsNewFrontEndAfterDisconnectAndAfterProtocolError
     EXPECT_TRUE(send_message(b.get(), uint32_t(Request::kSetFeatures), kVersion, bytes(bad), {}));
     EXPECT_TRUE(readable_within(b.get(), 5000));
     EXPECT_TRUE(peer_closed(b.get()));  // closed by the back end
+  }
+  {
+    // Half a header, then silence: the back end gives up on the message
+    // instead of hanging, and the next front end is served.
+    Fd stalled = connect();
+    uint32_t half = uint32_t(Request::kGetFeatures);
+    EXPECT_EQ(::send(stalled.get(), &half, sizeof half, 0), ssize_t{sizeof half});
+    EXPECT_TRUE(readable_within(stalled.get(), 10000));
+    EXPECT_TRUE(peer_closed(stalled.get()));
   }
   {
     Fd c = connect();

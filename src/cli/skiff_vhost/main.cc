@@ -74,6 +74,14 @@ int main(int argc, char** argv) {
       "skiff-vhost: serve skiff's virtio devices as vhost-user back ends (the back end listens on "
       "--socket; one front end at a time; a front end may disconnect and reconnect)"};
   app.require_subcommand(1);
+  app.footer(
+      "QEMU front end (guest RAM must be shareable):\n"
+      "  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem\n"
+      "  -chardev socket,id=c0,path=SOCK -device vhost-user-blk-pci,chardev=c0,num-queues=N\n"
+      "  (or -device vhost-user-rng-pci,chardev=c0). QEMU's num-queues must not exceed\n"
+      "  num_queues, its queue-size must not exceed queue_size.\n"
+      "Exit status: 0 after SIGINT/SIGTERM, 1 if the image or socket cannot be opened,\n"
+      "2 for a usage error.");
   int verbosity = 0;
   std::string log_file;
   app.add_flag("-v", verbosity,
