@@ -176,9 +176,12 @@ void PciDevices::reset() {
 std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() const {
   std::map<std::string, std::map<std::string, uint64_t>> out;
   for (const auto& e : devices_) {
+    std::map<std::string, uint64_t>& c = out[e.name];
+    auto n = e.device->notify_counters();
+    c["notifies"] = n.notifies;
+    c["notify_exits"] = n.notify_exits;
     auto* blk = dynamic_cast<virtio::VirtioBlock*>(&e.device->device());
     if (!blk) continue;
-    std::map<std::string, uint64_t> c;
     for (uint16_t q = 0; q < blk->num_queues(); ++q) {
       const auto& s = blk->stats(q);
       c["read_ops"] += s.read_ops;
@@ -188,7 +191,6 @@ std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() co
       c["flush_ops"] += s.flush_ops;
       c["errors"] += s.errors;
     }
-    out[e.name] = std::move(c);
   }
   return out;
 }

@@ -183,8 +183,10 @@ void VirtioPciDevice::bar_write(unsigned bar, uint64_t offset, std::span<const u
   } else if (offset >= kNotifyOffset && offset < kMsixTableOffset) {
     // The slow notify path (no ioeventfd matched this write).
     uint64_t rel = offset - kNotifyOffset;
-    if (rel % kNotifyOffMultiplier == 0 && rel / kNotifyOffMultiplier < num_queues())
+    if (rel % kNotifyOffMultiplier == 0 && rel / kNotifyOffMultiplier < num_queues()) {
+      notify_exits_.fetch_add(1, std::memory_order_relaxed);
       queue_events_[rel / kNotifyOffMultiplier].signal();
+    }
   } else if (offset >= kMsixTableOffset && offset < kMsixPbaOffset) {
     msix_.table_write(offset - kMsixTableOffset, data);
   }  // ISR and PBA are read-only
@@ -329,6 +331,7 @@ void VirtioPciDevice::reset_transport_locked() {
 }
 
 void VirtioPciDevice::process_queue(uint16_t q) {
+  notifies_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   device_->process_queue(q);
 }

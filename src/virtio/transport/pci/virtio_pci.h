@@ -112,6 +112,17 @@ class VirtioPciDevice final : public pci::PciDevice {
   void process_queue(uint16_t q);
 
   [[nodiscard]] const pci::Msix& msix() const { return msix_; }
+
+  // Queue notifications processed, and how many of them reached the VMM as
+  // MMIO exits instead of through the ioeventfd (0 when KVM_IOEVENTFD works).
+  struct NotifyCounters {
+    uint64_t notifies = 0;
+    uint64_t notify_exits = 0;
+  };
+  [[nodiscard]] NotifyCounters notify_counters() const {
+    return {notifies_.load(std::memory_order_relaxed),
+            notify_exits_.load(std::memory_order_relaxed)};
+  }
   [[nodiscard]] uint8_t isr() const { return isr_.load(); }
 
   // pci::PciDevice
@@ -156,7 +167,9 @@ class VirtioPciDevice final : public pci::PciDevice {
   std::unique_ptr<std::atomic<uint16_t>[]> queue_vectors_;
   std::atomic<uint8_t> isr_{0};
   std::vector<EventFd> queue_events_;
-  std::optional<uint64_t> notify_base_;  // guest address the eventfds are bound at
+  std::optional<uint64_t> notify_base_;
+  std::atomic<uint64_t> notifies_{0};
+  std::atomic<uint64_t> notify_exits_{0};  // guest address the eventfds are bound at
 };
 
 }  // namespace skiff::virtio
