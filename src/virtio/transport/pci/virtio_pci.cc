@@ -140,6 +140,11 @@ void VirtioPciDevice::config_reading(uint16_t offset, size_t size) {
 
 void VirtioPciDevice::config_written(uint16_t offset, size_t size) {
   msix_.config_written(config_);
+  // Mirrored for the device thread (config_ is the root's, under its lock).
+  // Setting Interrupt Disable deasserts INTx (PCI 3.0 §6.2.2).
+  bool disable = config_.command() & pci::kCommandIntxDisable;
+  if (intx_disabled_.exchange(disable) != disable && intx_)
+    intx_->set_level(!disable && isr_.load() != 0);
   uint16_t data_at = static_cast<uint16_t>(pci_cfg_cap_ + 16);
   if (pci_cfg_cap_ == 0 || offset + size <= data_at || offset >= data_at + 4) return;
   uint8_t bar = config_.u8(static_cast<uint16_t>(pci_cfg_cap_ + 4));
@@ -346,7 +351,7 @@ void VirtioPciDevice::interrupt(InterruptKind kind, uint16_t queue) {
   }
   // §4.1.4.5: bit 0 queue interrupt, bit 1 configuration change.
   isr_.fetch_or(kind == InterruptKind::kUsedBuffer ? 1 : 2);
-  if (intx_ && !(config_.command() & pci::kCommandIntxDisable)) intx_->set_level(true);
+  if (intx_ && !intx_disabled_.load()) intx_->set_level(true);
 }
 
 void VirtioPciDevice::reset() {
@@ -354,6 +359,7 @@ void VirtioPciDevice::reset() {
   device_->reset();
   reset_transport_locked();
   msix_.reset();
+  intx_disabled_ = false;  // the root reset Command to 0
 }
 
 }  // namespace skiff::virtio

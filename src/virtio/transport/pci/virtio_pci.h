@@ -166,6 +166,7 @@ class VirtioPciDevice final : public pci::PciDevice {
   std::atomic<uint16_t> config_vector_{kVirtioMsiNoVector};
   std::unique_ptr<std::atomic<uint16_t>[]> queue_vectors_;
   std::atomic<uint8_t> isr_{0};
+  std::atomic<bool> intx_disabled_{false};
   std::vector<EventFd> queue_events_;
   std::optional<uint64_t> notify_base_;
   std::atomic<uint64_t> notifies_{0};

@@ -311,6 +311,12 @@ TEST_F(VirtioPciTest, IntxFallbackSetsIsrAndReadingClearsIt) {
   drv.add_chain({{drv.alloc(16), 16, true}});
   dev->process_queue(0);
   EXPECT_FALSE(intx.level);
+  // Clearing INTx Disable with the ISR bit pending asserts the line again;
+  // setting it deasserts (PCI 3.0 §6.2.2).
+  m.ecam_write(slot, pci::kRegCommand, pci::kCommandMemorySpace, 2);
+  EXPECT_TRUE(intx.level);
+  m.ecam_write(slot, pci::kRegCommand, pci::kCommandMemorySpace | pci::kCommandIntxDisable, 2);
+  EXPECT_FALSE(intx.level);
   EXPECT_EQ(rd(kIsrOffset, 1), 1u);
 }
 
