@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 #include <tuple>
 
 #include "devices/pci/pci_test_util.h"
@@ -410,6 +411,63 @@ TEST_F(VirtioPciTest, NotificationsFollowTheBar) {
   m.mmio.write(moved + 0x3004,
                std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&moved), 2));
   EXPECT_TRUE(notified(1));
+}
+
+// A driver writing random values of random sizes at random config and BAR
+// offsets: nothing crashes, identity stays, and a reset brings the device
+// back to a state a correct driver can use.
+TEST_F(VirtioPciTest, RandomHostileAccessesKeepIdentityAndResetRecovers) {
+  std::mt19937_64 rng(1234);
+  const size_t sizes[] = {1, 2, 4, 8};  // what a KVM exit can carry
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t v = rng();
+    size_t n = sizes[rng() % 4];
+    switch (rng() % 4) {
+      case 0: {  // ECAM, including offsets past 4 KiB and other functions
+        uint64_t off = rng() % 0x9000;
+        std::vector<uint8_t> buf(n);
+        std::memcpy(buf.data(), &v, std::min<size_t>(n, 8));
+        if (rng() % 2)
+          m.mmio.write(Machine::ecam_addr(slot, 0) + off, buf);
+        else
+          m.mmio.read(Machine::ecam_addr(slot, 0) + off, buf);
+        break;
+      }
+      case 1:  // common config, mostly status and queue fields
+        if (rng() % 2)
+          dev->bar_write(0, rng() % 0x40, std::span(reinterpret_cast<const uint8_t*>(&v), n));
+        else
+          dev->bar_read(0, rng() % 0x40, std::span(reinterpret_cast<uint8_t*>(&v), n));
+        break;
+      case 2:  // anywhere in (and past) BAR 0
+        if (rng() % 2)
+          dev->bar_write(0, rng() % 0x9000, std::span(reinterpret_cast<const uint8_t*>(&v), n));
+        else
+          dev->bar_read(0, rng() % 0x9000, std::span(reinterpret_cast<uint8_t*>(&v), n));
+        break;
+      case 3:
+        dev->process_queue(static_cast<uint16_t>(rng() % 3));
+        break;
+    }
+  }
+  EXPECT_EQ(m.ecam_read(slot, pci::kRegVendorId), 0x10a31af4u);
+  // Recover: decode on at the placed address, device reset, a clean setup.
+  m.ecam_write(slot, pci::kRegBar0, 0xc0000000);
+  m.ecam_write(slot, pci::kRegBar0 + 4, 0);
+  m.ecam_write(slot, pci::kRegCommand, pci::kCommandMemorySpace, 2);
+  bar = *m.root.bar_mapping(slot, 0);
+  wr(kCfgDeviceStatus, 0, 1);
+  EXPECT_EQ(status(), 0);
+  std::memset(guest.ram.data(), 0, guest.ram.size());
+  FakeDriver drv(guest, 16);
+  negotiate(kVersion1);
+  setup_queue(0, drv, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, 0xf, 1);
+  ASSERT_EQ(status(), 0xf);
+  int before = echo_->handled;
+  drv.add_chain({{drv.alloc(32), 32, true}});
+  dev->process_queue(0);
+  EXPECT_EQ(echo_->handled, before + 1);
 }
 
 TEST_F(VirtioPciTest, MachineResetUnbindsAndResetsTheDevice) {
