@@ -149,6 +149,9 @@ Result<> Machine::build() {
   // 3. Firmware tables the guest reads: ACPI (RSDP, XSDT, FADT, DSDT, MADT, MCFG).
   x86::AcpiConfig acpi;
   acpi.boot_cpus = config_.boot_cpus;
+  pci::BarWindow mmio64 = pci_mmio64_window(config_.memory_size);
+  acpi.pci_mmio64_start = mmio64.start;
+  acpi.pci_mmio64_size = mmio64.end - mmio64.start;
   acpi.extra_devices.push_back(SKIFF_TRY(x86::ged_device(
       {.gsi = x86::kGsiGed, .port = x86::kPortGed, .power_button_bit = Ged::kEventPowerButton})));
   uint64_t rsdp = SKIFF_TRY(x86::write_acpi_tables(mem, acpi));

@@ -102,16 +102,27 @@ class VirtioWorker {
   std::thread thread_;
 };
 
+pci::BarWindow pci_mmio64_window(uint64_t memory_size) {
+  constexpr uint64_t kAlign = x86::kGiB;
+  constexpr uint64_t kSize = 32 * x86::kGiB;
+  constexpr uint64_t kLimit = 1ull << 39;
+  uint64_t high = memory_size > x86::kMaxLowRam ? memory_size - x86::kMaxLowRam : 0;
+  uint64_t start = (x86::kRam64Start + high + kAlign - 1) & ~(kAlign - 1);
+  if (start > kLimit - kSize) return {};
+  return {start, start + kSize};
+}
+
 // --- PciDevices
 
 Result<std::unique_ptr<PciDevices>> PciDevices::create(
     const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
     std::function<void(uint32_t, bool)> set_irq) {
   std::unique_ptr<PciDevices> p(new PciDevices(pio, mmio));
-  // 32-bit BARs in the hole below the ECAM; no 64-bit window yet (the
-  // DSDT's _CRS has none either).
-  p->root_ = std::make_unique<pci::PciRoot>(
-      mmio, pci::BarWindow{x86::kPciMmio32Start, x86::kPciMmio32End}, pci::BarWindow{});
+  // 32-bit BARs in the hole below the ECAM; 64-bit prefetchable ones
+  // above RAM (the same windows as the DSDT's _CRS, Machine::build).
+  p->root_ =
+      std::make_unique<pci::PciRoot>(mmio, pci::BarWindow{x86::kPciMmio32Start, x86::kPciMmio32End},
+                                     pci_mmio64_window(config.memory_size));
   SKIFF_TRY_VOID(pio.insert(p->root_->config_io(), x86::kPortPciConfigAddr, 8));
   SKIFF_TRY_VOID(mmio.insert(p->root_->ecam(), x86::kPciEcamBase, x86::kPciEcamSize));
 

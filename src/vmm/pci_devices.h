@@ -27,6 +27,7 @@
 #include "base/result.h"
 #include "devices/bus.h"
 #include "devices/pci/pci_device.h"
+#include "devices/pci/pci_root.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
@@ -55,6 +56,12 @@ class VmPlumbing final : public pci::MsiSender, public pci::IoEventRegistrar {
   std::optional<kvm::Vm>& vm_;
   std::atomic<bool> msi_error_logged_{false};
 };
+
+// The 64-bit PCI window the host bridge forwards (DSDT _CRS) and BARs may
+// use: 32 GiB from the first 1 GiB boundary above guest RAM. Empty if that
+// would pass 2^39, the smallest physical address width of current x86-64
+// CPUs (a guest cannot reach what its CPU cannot address).
+[[nodiscard]] pci::BarWindow pci_mmio64_window(uint64_t memory_size);
 
 class PciDevices {
  public:

@@ -63,6 +63,16 @@ TEST_F(PciMachineTest, GuestNotificationsArriveThroughIoeventfdsNotExits) {
   EXPECT_EQ(c["rng0"]["notify_exits"], 0u);
 }
 
+TEST(PciMmio64Window, StartsAtTheFirstGigabyteAboveRamAndStaysAddressable) {
+  constexpr uint64_t G = 1ull << 30;
+  pci::BarWindow small = pci_mmio64_window(512ull << 20);  // all RAM below 3 GiB
+  EXPECT_EQ(small.start, 4 * G);
+  EXPECT_EQ(small.end, 36 * G);
+  pci::BarWindow big = pci_mmio64_window(5 * G + 4096);  // 2 GiB + 4 KiB above 4 GiB
+  EXPECT_EQ(big.start, 7 * G);
+  EXPECT_FALSE(pci_mmio64_window(600 * G).end);  // would pass 2^39
+}
+
 TEST_F(PciMachineTest, MissingDiskImageIsAConfigurationError) {
   VmConfig c = config();
   c.disks[0].path = "/nonexistent/disk.img";
