@@ -203,6 +203,7 @@ Outcome Machine::run() {
     ram_.discard_all();
     devices_->reset();
     pci_->reset();
+    pci_plumbing_->vm_destroyed();
     if (auto r = build(); !r) return Outcome{StopReason::kHostError, 0, r.error().what()};
   }
   stopping_ = false;

@@ -23,9 +23,58 @@ namespace skiff {
 void VmPlumbing::send_msi(uint64_t address, uint32_t data) {
   std::shared_lock lock(vm_mu_);
   if (!vm_) return;  // between VMs (reboot): the message is lost, as on real reset
+  {
+    std::lock_guard routes(routes_mu_);
+    auto it = routes_.find({address, data});
+    const Route* route = it != routes_.end() ? &it->second : add_route_locked(address, data);
+    if (route) {
+      route->fd.signal();
+      return;
+    }
+  }
   auto r = vm_->signal_msi(address, data);
   // A guest that programs a bogus MSI address gets nothing; say so once.
   if (!r && !msi_error_logged_.exchange(true)) LOG_WARN("pci: {}", r.error().what());
+}
+
+const VmPlumbing::Route* VmPlumbing::add_route_locked(uint64_t address, uint32_t data) {
+  if (routing_failed_ || routes_.size() >= kMaxMsiRoutes) return nullptr;
+  // KVM's default routing (virt/kvm irq_comm.c default_routing[]): GSIs
+  // 0-15 to the IOAPIC pin and the PIC pin, 16-23 to the IOAPIC only.
+  // KVM_SET_GSI_ROUTING replaces the table, so these are restated.
+  std::vector<kvm_irq_routing_entry> table;
+  for (uint32_t gsi = 0; gsi < kFirstMsiGsi; ++gsi) {
+    table.push_back(kvm::Vm::irqchip_route(gsi, KVM_IRQCHIP_IOAPIC, gsi));
+    if (gsi < 16)
+      table.push_back(kvm::Vm::irqchip_route(
+          gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8));
+  }
+  uint32_t gsi = kFirstMsiGsi + static_cast<uint32_t>(routes_.size());
+  for (const auto& [msg, route] : routes_)
+    table.push_back(kvm::Vm::msi_route(route.gsi, msg.first, msg.second));
+  table.push_back(kvm::Vm::msi_route(gsi, address, data));
+  auto fail_over = [&](const Error& e) -> const Route* {
+    routing_failed_ = true;
+    LOG_WARN("pci: MSI through irqfd unavailable, using KVM_SIGNAL_MSI: {}", e.what());
+    return nullptr;
+  };
+  auto fd = EventFd::create(0, EFD_NONBLOCK);
+  if (!fd) return fail_over(fd.error());
+  if (auto r = vm_->set_gsi_routing(table); !r) return fail_over(r.error());
+  if (auto r = vm_->register_irqfd(fd->get(), gsi); !r) return fail_over(r.error());
+  auto [it, inserted] = routes_.emplace(std::pair{address, data}, Route{gsi, std::move(*fd)});
+  return &it->second;
+}
+
+void VmPlumbing::vm_destroyed() {
+  std::lock_guard routes(routes_mu_);
+  routes_.clear();
+  routing_failed_ = false;
+}
+
+size_t VmPlumbing::msi_routes() const {
+  std::lock_guard routes(routes_mu_);
+  return routes_.size();
 }
 
 Result<> VmPlumbing::bind_ioevent(uint64_t address, uint32_t len, int eventfd) {

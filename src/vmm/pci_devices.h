@@ -19,11 +19,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "devices/bus.h"
 #include "devices/pci/pci_device.h"
@@ -44,17 +46,42 @@ class GsiLine;
 class VirtioWorker;
 
 // MsiSender and IoEventRegistrar over the Machine's current kvm::Vm.
+//
+// MSI delivery goes through irqfd: each distinct (address, data) message
+// gets a GSI with an MSI route (KVM_SET_GSI_ROUTING, which also restates
+// KVM's default routes for GSIs 0-23) and an eventfd bound to it
+// (KVM_IRQFD); sending is one eventfd write from the device thread.
+// Masking and pending bits stay in the device (pci::Msix). The number of
+// routes is bounded (a guest reprogramming vectors forever cannot grow the
+// table); past the bound, or if routing fails, KVM_SIGNAL_MSI is used.
 class VmPlumbing final : public pci::MsiSender, public pci::IoEventRegistrar {
  public:
+  static constexpr size_t kMaxMsiRoutes = 256;
+  static constexpr uint32_t kFirstMsiGsi = 24;  // after the IOAPIC's 24 pins
+
   VmPlumbing(std::shared_mutex& vm_mu, std::optional<kvm::Vm>& vm) : vm_mu_(vm_mu), vm_(vm) {}
   void send_msi(uint64_t address, uint32_t data) override;
   [[nodiscard]] Result<> bind_ioevent(uint64_t address, uint32_t len, int eventfd) override;
   void unbind_ioevent(uint64_t address, uint32_t len, int eventfd) override;
 
+  // The VM was destroyed (its routes and irqfds with it): forget them.
+  void vm_destroyed();
+  [[nodiscard]] size_t msi_routes() const;
+
  private:
+  struct Route {
+    uint32_t gsi;
+    EventFd fd;
+  };
+  // Adds a route for (address, data) on the current VM; null if it cannot.
+  const Route* add_route_locked(uint64_t address, uint32_t data);
+
   std::shared_mutex& vm_mu_;
   std::optional<kvm::Vm>& vm_;
   std::atomic<bool> msi_error_logged_{false};
+  mutable std::mutex routes_mu_;
+  std::map<std::pair<uint64_t, uint32_t>, Route> routes_;
+  bool routing_failed_ = false;
 };
 
 // The 64-bit PCI window the host bridge forwards (DSDT _CRS) and BARs may

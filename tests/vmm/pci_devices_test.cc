@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 
@@ -61,6 +62,63 @@ TEST_F(PciMachineTest, GuestNotificationsArriveThroughIoeventfdsNotExits) {
   EXPECT_EQ(c["blk0"]["flush_ops"], 1u);
   EXPECT_EQ(c["rng0"]["notifies"], 2u);
   EXPECT_EQ(c["rng0"]["notify_exits"], 0u);
+}
+
+// VmPlumbing against a real VM: MSI messages land in the LAPIC's IRR
+// through irqfd routes, and past the route limit through KVM_SIGNAL_MSI.
+class VmPlumbingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sys = kvm::System::open();
+    if (!sys) GTEST_SKIP() << "skipped: " << sys.error().what();
+    sys_ = std::move(*sys);
+    vm_ = *sys_.create_vm();
+    ASSERT_TRUE(vm_->create_irqchip());
+    vcpu_ = *vm_->create_vcpu(0);
+    auto lapic = vcpu_.get_lapic();
+    ASSERT_TRUE(lapic);
+    uint32_t svr;
+    std::memcpy(&svr, lapic->regs + 0xf0, 4);
+    svr |= 0x100;  // software-enable the LAPIC (SDM vol. 3 §11.9)
+    std::memcpy(lapic->regs + 0xf0, &svr, 4);
+    ASSERT_TRUE(vcpu_.set_lapic(*lapic));
+  }
+  bool irr(uint8_t vector) {
+    auto lapic = vcpu_.get_lapic();
+    EXPECT_TRUE(lapic);
+    uint32_t word;
+    std::memcpy(&word, lapic->regs + 0x200 + 0x10 * (vector / 32), 4);
+    return (word >> (vector % 32)) & 1;
+  }
+  kvm::System sys_;
+  std::shared_mutex mu_;
+  std::optional<kvm::Vm> vm_;
+  kvm::Vcpu vcpu_;
+};
+
+TEST_F(VmPlumbingTest, MsiThroughIrqfdRoutesReachesTheLapic) {
+  VmPlumbing p(mu_, vm_);
+  EXPECT_FALSE(irr(0x45));
+  p.send_msi(0xfee00000, 0x45);  // fixed delivery, vector 0x45, APIC ID 0
+  EXPECT_TRUE(irr(0x45));
+  EXPECT_EQ(p.msi_routes(), 1u);
+  p.send_msi(0xfee00000, 0x45);  // same message: same route
+  p.send_msi(0xfee00000, 0x46);
+  EXPECT_TRUE(irr(0x46));
+  EXPECT_EQ(p.msi_routes(), 2u);
+}
+
+TEST_F(VmPlumbingTest, RouteTableIsBoundedAndSignalMsiTakesOver) {
+  VmPlumbing p(mu_, vm_);
+  // Messages to APIC IDs that do not exist: routed, delivered nowhere.
+  for (uint32_t i = 0; i < VmPlumbing::kMaxMsiRoutes + 10; ++i)
+    p.send_msi(0xfee00000 | (uint64_t{(i % 250) + 1} << 12), 0x30 + i / 250);
+  EXPECT_EQ(p.msi_routes(), VmPlumbing::kMaxMsiRoutes);
+  p.send_msi(0xfee00000, 0x77);
+  EXPECT_TRUE(irr(0x77));
+  EXPECT_EQ(p.msi_routes(), VmPlumbing::kMaxMsiRoutes);
+  p.vm_destroyed();
+  EXPECT_EQ(p.msi_routes(), 0u);
 }
 
 TEST(PciMmio64Window, StartsAtTheFirstGigabyteAboveRamAndStaysAddressable) {
