@@ -125,11 +125,13 @@ struct VirtioPciTest : ::testing::Test {
     return ::read(fd, &v, 8) == 8 ? v : 0;
   }
 
+  // The device outlives its last holder (the root in `m`), so what it
+  // refers to is declared before `m`.
   FakeGuest guest;
-  Machine m;
   Sender msi;
   Registrar events;
   Line intx;
+  Machine m;
   EchoDevice* echo_ = nullptr;
   std::shared_ptr<VirtioPciDevice> dev;
   uint8_t slot = 0;
