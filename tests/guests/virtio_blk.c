@@ -16,7 +16,12 @@
  *   BLK_WRITTEN_FNV=hex       FNV-1a of the pattern written to sectors 8-15
  *   BLK_WRITE=ok              sectors 8-15 read back equal to the pattern
  *   RNG_LEN=n, RNG_NONZERO=1, RNG_DIFFERENT=1
- * Command line: seed=N (pattern seed), rng=0 to skip the RNG.
+ *   MSIX_BLK_IRR=1, MSIX_RNG_IRR=1  the queue's MSI-X vector (0x51 blk,
+ *                             0x52 rng) reached this CPU's LAPIC: it is
+ *                             pending in the IRR (IF stays 0 at CPL 3, so
+ *                             it is never taken)
+ * Command line: seed=N (pattern seed), rng=0 to skip the RNG, msix=0 to
+ * leave MSI-X off.
  * Exit 0x10 on success; guest_fail (0x7e) on any protocol problem. */
 #include "runtime.h"
 
@@ -66,6 +71,7 @@ static void map_pci_window(void) {
 /* ---- one virtio-pci function ---- */
 struct vdev {
   uint32_t dev;
+  uint8_t msix_vector; /* CPU vector of queue 0's MSI-X message; 0: none */
   volatile uint8_t* common;
   volatile uint8_t* device_cfg;
   volatile uint8_t* notify;
@@ -84,14 +90,48 @@ static uint8_t data_mem[2][8192] __attribute__((aligned(4096)));
 #define C32(v, o) (*(volatile uint32_t*)((v)->common + (o)))
 #define C64(v, o) (*(volatile uint64_t*)((v)->common + (o)))
 
-static void setup(struct vdev* v, uint32_t dev, int index) {
+/* Sizes a memory BAR and places it at addr; returns its size. */
+static uint64_t assign_bar(uint32_t dev, int bar, uint64_t addr, uint64_t max) {
+  uint32_t reg = 0x10 + 4u * (uint32_t)bar;
+  uint32_t orig = cfg_read(dev, reg);
+  if (orig & 1) guest_fail("BAR %d of device %u is an I/O BAR", bar, dev);
+  cfg_write(dev, reg, 0xffffffffu);
+  uint64_t size = (uint64_t)(~(cfg_read(dev, reg) & ~0xfu)) + 1;
+  if (size > max) guest_fail("BAR %d too large (0x%llx)", bar, (unsigned long long)size);
+  cfg_write(dev, reg, (uint32_t)addr);
+  if ((orig & 0x6) == 0x4) cfg_write(dev, reg + 4, 0);
+  return size;
+}
+
+/* MSI-X (PCI 3.0 §6.8.2): table entry 1 -> this CPU, `vector`; enable. */
+static void setup_msix(uint32_t dev, uint8_t cap, int virtio_bar, uint64_t base, uint8_t vector) {
+  uint32_t table = cfg_read(dev, cap + 4u);
+  int bir = (int)(table & 7);
+  uint64_t bar_addr = base;
+  if (bir != virtio_bar) {
+    bar_addr = base + 0x80000;
+    assign_bar(dev, bir, bar_addr, 0x80000);
+  }
+  cfg_write(dev, 0x04, 0x6);
+  volatile uint32_t* e = phys(bar_addr + (table & ~7u) + 16);
+  e[0] = 0xfee00000u | lapic_id() << 12; /* fixed, physical destination */
+  e[1] = 0;
+  e[2] = vector;
+  e[3] = 0; /* unmasked */
+  uint32_t ctl = cfg_read(dev, cap);
+  cfg_write(dev, cap, (ctl & ~(0x4000u << 16)) | (0x8000u << 16)); /* Enable, no Function Mask */
+}
+
+static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) {
   v->dev = dev;
   /* Decode off while the BAR moves. */
   cfg_write(dev, 0x04, 0);
   int bar = -1;
   uint32_t off[5] = {0}, mult = 0;
+  uint8_t msix_cap = 0;
   uint8_t cap = cfg_read8(dev, 0x34) & 0xfc;
   for (int n = 0; cap && n < 48; ++n) {
+    if (cfg_read8(dev, cap) == 0x11) msix_cap = cap;
     if (cfg_read8(dev, cap) == 0x09) {
       uint8_t type = cfg_read8(dev, cap + 3u);
       uint8_t b = cfg_read8(dev, cap + 4u);
@@ -105,17 +145,15 @@ static void setup(struct vdev* v, uint32_t dev, int index) {
     cap = cfg_read8(dev, cap + 1u) & 0xfc;
   }
   if (bar < 0 || bar > 5) guest_fail("no virtio capabilities on device %u", dev);
-  uint32_t reg = 0x10 + 4u * (uint32_t)bar;
-  uint32_t orig = cfg_read(dev, reg);
-  cfg_write(dev, reg, 0xffffffffu);
-  uint32_t mask = cfg_read(dev, reg) & ~0xfu;
-  uint64_t size = (uint64_t)(~mask) + 1;
-  if (orig & 1) guest_fail("BAR %d is an I/O BAR", bar);
-  if (size > 0x100000) guest_fail("BAR %d too large (0x%llx)", bar, (unsigned long long)size);
   uint64_t base = PCI_WINDOW + (uint64_t)index * 0x100000;
-  cfg_write(dev, reg, (uint32_t)base);
-  if ((orig & 0x6) == 0x4) cfg_write(dev, reg + 4, 0);
+  assign_bar(dev, bar, base, 0x80000);
   cfg_write(dev, 0x04, 0x6); /* memory space + bus master */
+  v->msix_vector = 0;
+  if (msix_vector) {
+    if (!msix_cap) guest_fail("device %u has no MSI-X capability", dev);
+    setup_msix(dev, msix_cap, bar, base, msix_vector);
+    v->msix_vector = msix_vector;
+  }
   v->common = phys(base + off[1]);
   v->notify = phys(base + off[2]);
   v->device_cfg = phys(base + off[4]);
@@ -139,7 +177,11 @@ static void setup(struct vdev* v, uint32_t dev, int index) {
   uint16_t max = C16(v, 0x18);
   if (max < QSIZE) guest_fail("queue 0 of device %u has only %u entries", dev, max);
   C16(v, 0x18) = QSIZE;
-  C16(v, 0x1a) = 0xffff; /* no MSI-X vector */
+  C16(v, 0x10) = 0xffff; /* no config-change vector */
+  /* Queue 0 -> MSI-X table entry 1; the device must accept it (§4.1.5.1.2). */
+  uint16_t qvec = v->msix_vector ? 1 : 0xffff;
+  C16(v, 0x1a) = qvec;
+  if (C16(v, 0x1a) != qvec) guest_fail("device %u refused MSI-X vector %u", dev, qvec);
   memset((void*)v->rings, 0, sizeof ring_mem[0]);
   C64(v, 0x20) = (uint64_t)(uintptr_t)v->rings;
   C64(v, 0x28) = (uint64_t)(uintptr_t)(v->rings + 256);
@@ -260,8 +302,14 @@ static void test_rng(struct vdev* v) {
   printf("RNG_DIFFERENT=%d\n", n1 == n2 && n1 > 0 && memcmp(a, b, n1) != 0);
 }
 
+static int irr(uint8_t vector) {
+  return (int)((lapic_read(0x200 + 0x10u * (vector / 32u)) >> (vector % 32u)) & 1);
+}
+
 int guest_main(void) {
   map_pci_window();
+  int msix = (int)cmdline_u64("msix", 1);
+  if (msix) lapic_write(0xf0, lapic_read(0xf0) | 0x100); /* LAPIC software enable */
   struct vdev blk = {0}, rng = {0};
   int have_blk = 0, have_rng = 0;
   for (uint32_t dev = 0; dev < 32; ++dev) {
@@ -269,18 +317,21 @@ int guest_main(void) {
     if ((id & 0xffff) == 0xffff) continue;
     printf("PCI=%02x:%04x:%04x\n", dev, id & 0xffff, id >> 16);
     if (id == 0x10421af4 && !have_blk) {
-      setup(&blk, dev, 0);
+      setup(&blk, dev, 0, msix ? 0x51 : 0);
       have_blk = 1;
     } else if (id == 0x10441af4 && !have_rng) {
-      setup(&rng, dev, 1);
+      setup(&rng, dev, 1, msix ? 0x52 : 0);
       have_rng = 1;
     }
   }
   if (!have_blk) guest_fail("no virtio-blk (1af4:1042) on bus 0");
+  if (msix && (irr(0x51) || irr(0x52))) guest_fail("MSI-X vector pending before any request");
   test_blk(&blk);
+  if (msix) printf("MSIX_BLK_IRR=%d\n", irr(0x51));
   if (cmdline_u64("rng", 1)) {
     if (!have_rng) guest_fail("no virtio-rng (1af4:1044) on bus 0");
     test_rng(&rng);
+    if (msix) printf("MSIX_RNG_IRR=%d\n", irr(0x52));
   }
   puts_line("VIRTIO_DONE");
   return 0x10;

@@ -113,6 +113,9 @@ def main():
         expect(values(out, "RNG_LEN") == ["64"], "rng length")
         expect(values(out, "RNG_NONZERO") == ["1"], "rng bytes all zero")
         expect(values(out, "RNG_DIFFERENT") == ["1"], "rng gave the same bytes twice")
+        # Used-buffer interrupts through MSI-X reached the guest's LAPIC.
+        expect(values(out, "MSIX_BLK_IRR") == ["1"], "blk MSI-X vector not pending in the LAPIC")
+        expect(values(out, "MSIX_RNG_IRR") == ["1"], "rng MSI-X vector not pending in the LAPIC")
         expect("VIRTIO_DONE" in out, "guest did not finish")
         expect(p.returncode == (0x10 << 1) | 1, f"exit status {p.returncode}, want 33")
     if failures:
