@@ -164,7 +164,8 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                "Exit with status 0 when the guest reboots, instead of restarting it");
   app.add_option("--disk", o.disks,
                  "virtio-blk disk on PCI (repeatable): path=PATH (raw or qcow2), readonly=on, "
-                 "num_queues=N, queue_size=N (power of 2, default 256), direct=on, serial=S, id=ID")
+                 "num_queues=N (default: one per vCPU), queue_size=N (power of 2, default 256), "
+                 "direct=on, serial=S, id=ID")
       ->type_name("path=PATH[,...]");
   auto* rng = app.add_option("--rng", o.rng,
                              "virtio-rng on PCI: entropy from getrandom(2), or from src=PATH "

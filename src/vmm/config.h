@@ -13,7 +13,7 @@ namespace skiff {
 struct DiskConfig {
   std::string path;
   bool read_only = false;
-  uint16_t num_queues = 1;
+  uint16_t num_queues = 0;  // 0: one per boot vCPU (at most 64)
   uint16_t queue_size = 256;
   bool direct = false;  // O_DIRECT: accepted, not implemented by the block layer yet
   std::string serial;   // VIRTIO_BLK_T_GET_ID, up to 20 bytes

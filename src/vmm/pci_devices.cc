@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "arch/x86/layout.h"
@@ -192,7 +193,9 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
     virtio::BlkOptions opts;
     opts.serial = d.serial.empty() ? d.id : d.serial;
     opts.read_only = d.read_only;
-    opts.num_queues = d.num_queues;
+    opts.num_queues = d.num_queues != 0
+                          ? d.num_queues
+                          : static_cast<uint16_t>(std::min<uint32_t>(config.boot_cpus, 64));
     opts.queue_size = d.queue_size;
     auto blk = virtio::VirtioBlock::create(std::move(*image), opts);
     if (!blk) return context(blk.error(), what);

@@ -20,7 +20,7 @@ TEST(SkiffDiskOptions, RepeatedDisksKeepTheirOrderAndSettings) {
   ASSERT_EQ(a->vm.disks.size(), 2u);
   EXPECT_EQ(a->vm.disks[0].path, "/a.img");
   EXPECT_FALSE(a->vm.disks[0].read_only);
-  EXPECT_EQ(a->vm.disks[0].num_queues, 1);
+  EXPECT_EQ(a->vm.disks[0].num_queues, 0);  // default: one per vCPU, decided by the vmm
   EXPECT_EQ(a->vm.disks[0].queue_size, 256);
   const DiskConfig& b = a->vm.disks[1];
   EXPECT_EQ(b.path, "/b.qcow2");

@@ -11,6 +11,7 @@
  * Output (KEY=VALUE lines, checked by virtio_pci_test.py):
  *   PCI=dd:vvvv:dddd          every function on bus 0
  *   BLK_CAPACITY=sectors      virtio_blk_config.capacity
+ *   BLK_QUEUES=n              common config num_queues
  *   BLK_SERIAL=str            VIRTIO_BLK_T_GET_ID
  *   BLK_READ_FNV=hex          FNV-1a of sectors 0-7 as read
  *   BLK_WRITTEN_FNV=hex       FNV-1a of the pattern written to sectors 8-15
@@ -259,6 +260,7 @@ static uint8_t pattern[4096];
 static void test_blk(struct vdev* v) {
   uint64_t cap = *(volatile uint64_t*)v->device_cfg;
   printf("BLK_CAPACITY=%llu\n", (unsigned long long)cap);
+  printf("BLK_QUEUES=%u\n", C16(v, 0x12));
   if (cap < 16) guest_fail("disk too small: %llu sectors", (unsigned long long)cap);
 
   memset(blk_buf, 0, 21);

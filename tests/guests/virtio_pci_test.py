@@ -97,6 +97,7 @@ def main():
     expect(any(v.endswith(":1af4:1044") for v in pci), f"no virtio-rng in PCI list {pci}")
     expect(values(out, "BLK_CAPACITY") == [str(DISK_BYTES // 512)], "capacity")
     expect(values(out, "BLK_SERIAL") == [serial], f"serial (want {serial})")
+    expect(values(out, "BLK_QUEUES") == ["1"], "num_queues (one vCPU: one queue)")
     expect(values(out, "BLK_READ_FNV") == [f"{fnv1a64(original[:4096]):x}"], "sectors 0-7 as read")
     want = pattern(seed)
     if a.readonly:

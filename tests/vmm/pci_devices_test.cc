@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "guests_dir.h"
@@ -129,6 +130,26 @@ TEST(PciMmio64Window, StartsAtTheFirstGigabyteAboveRamAndStaysAddressable) {
   pci::BarWindow big = pci_mmio64_window(5 * G + 4096);  // 2 GiB + 4 KiB above 4 GiB
   EXPECT_EQ(big.start, 7 * G);
   EXPECT_FALSE(pci_mmio64_window(600 * G).end);  // would pass 2^39
+}
+
+TEST_F(PciMachineTest, DiskQueuesDefaultToOnePerVcpu) {
+  VmConfig c = config();
+  c.boot_cpus = 3;
+  std::string out = disk_ + ".serial";
+  c.serial = "file=" + out;
+  Outcome o;
+  {
+    auto m = Machine::create(c);
+    ASSERT_TRUE(m) << m.error().error.what();
+    o = (*m)->run();
+  }
+  std::ifstream f(out);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::remove(out.c_str());
+  EXPECT_EQ(o.reason, StopReason::kDebugExit) << o.detail;
+  EXPECT_EQ(o.debug_status, 33) << text;
+  // The guest reads num_queues from the common configuration.
+  EXPECT_NE(text.find("BLK_QUEUES=3\n"), std::string::npos) << text;
 }
 
 TEST_F(PciMachineTest, MissingDiskImageIsAConfigurationError) {
