@@ -25,8 +25,15 @@ void VmPlumbing::send_msi(uint64_t address, uint32_t data) {
   std::shared_lock lock(vm_mu_);
   if (!vm_) return;  // between VMs (reboot): the message is lost, as on real reset
   {
-    std::lock_guard routes(routes_mu_);
-    auto it = routes_.find({address, data});
+    std::shared_lock routes(routes_mu_);
+    if (auto it = routes_.find({address, data}); it != routes_.end()) {
+      it->second.fd.signal();
+      return;
+    }
+  }
+  {
+    std::unique_lock routes(routes_mu_);
+    auto it = routes_.find({address, data});  // another thread may have added it
     const Route* route = it != routes_.end() ? &it->second : add_route_locked(address, data);
     if (route) {
       route->fd.signal();
@@ -68,13 +75,13 @@ const VmPlumbing::Route* VmPlumbing::add_route_locked(uint64_t address, uint32_t
 }
 
 void VmPlumbing::vm_destroyed() {
-  std::lock_guard routes(routes_mu_);
+  std::unique_lock routes(routes_mu_);
   routes_.clear();
   routing_failed_ = false;
 }
 
 size_t VmPlumbing::msi_routes() const {
-  std::lock_guard routes(routes_mu_);
+  std::shared_lock routes(routes_mu_);
   return routes_.size();
 }
 

@@ -9,9 +9,10 @@
 // on a guest reboot; reset() unmaps every BAR first (dropping bindings on
 // the old VM) and the guest's re-enumeration binds them on the new one.
 //
-// Interrupts: MSI-X by KVM_SIGNAL_MSI, one ioctl per message from the
-// device thread. INTx: INTA# of every device on one of the ISA IRQs in
-// kPciIntxIrqs (written to Interrupt Line; the DSDT has no _PRT yet).
+// Interrupts: MSI-X through irqfd on KVM MSI routes (VmPlumbing), one
+// eventfd write per message from the device thread. INTx: INTA# of every
+// device on one of the ISA IRQs in kPciIntxIrqs (written to Interrupt
+// Line; the DSDT has no _PRT yet).
 #pragma once
 
 #include <atomic>
@@ -79,7 +80,7 @@ class VmPlumbing final : public pci::MsiSender, public pci::IoEventRegistrar {
   std::shared_mutex& vm_mu_;
   std::optional<kvm::Vm>& vm_;
   std::atomic<bool> msi_error_logged_{false};
-  mutable std::mutex routes_mu_;
+  mutable std::shared_mutex routes_mu_;  // shared: lookups (the hot path)
   std::map<std::pair<uint64_t, uint32_t>, Route> routes_;
   bool routing_failed_ = false;
 };
