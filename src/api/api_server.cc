@@ -117,7 +117,31 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiSocketSpec& spec, V
   };
   // Every method reaches handle(), which answers 405 with Allow itself.
   httplib::Server::Handler h = serve;
-  svr.Get(".*", h).Put(".*", h).Post(".*", h).Patch(".*", h).Delete(".*", h).Options(".*", h);
+  svr.Get(".*", h).Options(".*", h);
+  // Methods with a body read it through a content reader: httplib 0.11
+  // itself waits for the connection to close when a PUT has neither
+  // Content-Length nor chunked encoding (what `curl -X PUT` sends), but such a
+  // request has an empty body (RFC 9112 §6.3), so it is answered at once.
+  httplib::Server::HandlerWithContentReader with_body =
+      [serve](const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader& reader) {
+        httplib::Request copy = req;
+        if (req.has_header("Content-Length") ||
+            req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+          bool ok = reader([&copy](const char* data, size_t len) {
+            copy.body.append(data, len);
+            return copy.body.size() <= kMaxBody;
+          });
+          if (!ok || copy.body.size() > kMaxBody) {
+            res.status = 413;
+            nlohmann::json body{{"code", 413}, {"message", "request body too large or truncated"}};
+            res.set_content(body.dump(), "application/json");
+            return;
+          }
+        }
+        serve(copy, res);
+      };
+  svr.Put(".*", with_body).Post(".*", with_body).Patch(".*", with_body).Delete(".*", with_body);
   // Errors httplib produces itself (400 bad request line, 413 too large)
   // get a JSON body too.
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
