@@ -21,10 +21,12 @@ import os
 import re
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +60,10 @@ class Vhost:
     """A running skiff-vhost; its log is kept for the per-queue counters."""
 
     def __init__(self, binary, workdir, args):
-        self.sock = os.path.join(workdir, "vhost.sock")
+        # sun_path holds 107 bytes: the socket lives in a short private
+        # directory, not under the (arbitrarily deep) build tree.
+        self.sockdir = tempfile.mkdtemp(prefix="skiff-vhost-", dir="/tmp")
+        self.sock = os.path.join(self.sockdir, "vhost.sock")
         self.log_path = os.path.join(workdir, "skiff-vhost.log")
         self.log = open(self.log_path, "wb")
         cmd = [binary, "-v", args[0], "--socket", self.sock, *args[1:]]
@@ -102,12 +107,14 @@ class Vhost:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
         return self.proc.returncode
 
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
 
     def text(self):
         if not self.log.closed:
