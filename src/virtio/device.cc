@@ -116,15 +116,20 @@ Result<> VirtioDevice::activate() {
     return r;
   }
   activated_ = true;
+  if (event_cb_) event_cb_(DeviceEvent::kActivated, {});
   return {};
 }
 
 void VirtioDevice::reset() {
+  // Drivers reset a device at probe before using it; only a reset of a
+  // device that was running is an event worth reporting.
+  bool was_live = (status() & kStatusDriverOk) != 0;
   on_reset();
   for (auto& q : queues_) q.reset();
   driver_features_ = 0;
   activated_ = false;
   status_.store(0, std::memory_order_release);
+  if (was_live && event_cb_) event_cb_(DeviceEvent::kReset, {});
 }
 
 void VirtioDevice::process_queue(uint16_t index) {
@@ -146,6 +151,7 @@ void VirtioDevice::mark_needs_reset(const Error& why) {
   uint8_t old = status_.fetch_or(kStatusNeedsReset, std::memory_order_acq_rel);
   if (old & kStatusNeedsReset) return;  // already failed: one line per failure
   failure_log().log(name_, why);
+  if (event_cb_) event_cb_(DeviceEvent::kNeedsReset, why.what());
   // §2.1.2: after setting DEVICE_NEEDS_RESET the device SHOULD send a
   // configuration change notification (only meaningful once DRIVER_OK).
   if ((old & kStatusDriverOk) && interrupt_) interrupt_(InterruptKind::kConfigChange, 0);

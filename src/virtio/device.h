@@ -64,6 +64,27 @@ enum class InterruptKind {
 // queue is meaningful for kUsedBuffer only.
 using InterruptCallback = std::function<void(InterruptKind kind, uint16_t queue)>;
 
+// Lifecycle changes the vmm layer may want to report (the event monitor's
+// "virtio-device" events, as Cloud Hypervisor emits them). The device
+// neither knows nor cares who listens.
+enum class DeviceEvent {
+  kActivated,   // DRIVER_OK accepted, queues running
+  kReset,       // a live device (DRIVER_OK was set) went back to power-on state
+  kNeedsReset,  // the device failed and set DEVICE_NEEDS_RESET (detail: why)
+};
+using DeviceEventCallback = std::function<void(DeviceEvent event, const std::string& detail)>;
+
+// An fd of a device's backend (an io_uring completion eventfd, a tap queue)
+// that the transport's I/O thread watches, edge-triggered (EPOLLET), next to
+// the queue notifications. When it becomes ready the transport calls
+// process_queue(queue) on the thread that serves that queue, so a device
+// handles "the backend has something" and "the driver made buffers
+// available" in one place. The device drains the fd itself.
+struct BackendEvent {
+  int fd;
+  uint16_t queue;
+};
+
 class VirtioDevice {
  public:
   // `device_features` are the device-specific bits; kCommonFeatures are
@@ -81,6 +102,9 @@ class VirtioDevice {
   // `mem` must stay valid until reset() or destruction.
   void set_memory(const GuestMemory* mem) { memory_ = mem; }
   void set_interrupt(InterruptCallback cb) { interrupt_ = std::move(cb); }
+  // Set before the device is used (not synchronised with the callers:
+  // vCPU threads for reset, the I/O thread for NEEDS_RESET).
+  void set_event_callback(DeviceEventCallback cb) { event_cb_ = std::move(cb); }
 
   // --- feature negotiation (§2.2, §3.1.1 steps 4-6)
   [[nodiscard]] uint64_t device_features() const { return device_features_; }
@@ -123,7 +147,12 @@ class VirtioDevice {
   // Back to the power-on state (§2.4): status 0, no features, queues reset.
   void reset();
 
-  // The driver notified queue `index`: process what it made available.
+  // The backend fds to watch (see BackendEvent). Fixed from construction to
+  // destruction: transports ask once, when they start their threads.
+  [[nodiscard]] virtual std::vector<BackendEvent> backend_events() const { return {}; }
+
+  // The driver notified queue `index` (or one of its backend events fired):
+  // process what it made available.
   // Does nothing while the device is not activated or needs a reset.
   void process_queue(uint16_t index);
 
@@ -165,6 +194,7 @@ class VirtioDevice {
   std::vector<Queue> queues_;
   const GuestMemory* memory_ = nullptr;
   InterruptCallback interrupt_;
+  DeviceEventCallback event_cb_;
 };
 
 }  // namespace skiff::virtio

@@ -50,11 +50,12 @@ struct Buf {
 
 class FakeDriver {
  public:
-  // Rings at the start of RAM; the data area after them.
-  FakeDriver(FakeGuest& g, uint16_t size)
+  // Rings at `base` (default: the start of RAM); the data area after them.
+  // Devices with several queues give each driver its own base.
+  FakeDriver(FakeGuest& g, uint16_t size, uint64_t base = FakeGuest::kRamBase)
       : g_(g),
         size_(size),
-        desc_(FakeGuest::kRamBase),
+        desc_(base),
         avail_(desc_ + 16ull * size),
         used_((avail_ + 6 + 2ull * size + 4095) & ~4095ull),
         data_start_((used_ + 6 + 8ull * size + 4095) & ~4095ull),
