@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "memory/ram_options.h"
+
 namespace skiff {
 
 // One virtio-blk disk on PCI (--disk).
@@ -25,6 +27,22 @@ struct RngConfig {
   std::string source;  // a file such as /dev/urandom; empty: getrandom(2)
 };
 
+// One --memory-zone: a piece of guest RAM with its own host backing. Zones
+// are placed in guest physical order (vmm/memory_layout.h).
+struct MemoryZoneConfig {
+  std::string id;
+  uint64_t size = 0;
+  RamOptions backing;  // thp comes from --memory
+};
+
+// --memory options other than the size (VmConfig::memory_size), and zones.
+struct MemoryConfig {
+  RamOptions backing;  // the RAM's backing when there are no zones
+  // Non-empty: guest RAM is exactly these zones ("--memory size=0"), and
+  // VmConfig::memory_size is the sum of their sizes.
+  std::vector<MemoryZoneConfig> zones;
+};
+
 struct VmConfig {
   // Payload.
   std::string kernel;
@@ -33,7 +51,8 @@ struct VmConfig {
 
   // CPUs and memory.
   uint32_t boot_cpus = 1;
-  uint64_t memory_size = 512ull << 20;
+  uint64_t memory_size = 512ull << 20;  // all guest RAM (with zones: their sum)
+  MemoryConfig memory;
 
   // The 16550 at 0x3f8: "tty", "off", "pty" or "file=PATH".
   std::string serial = "tty";

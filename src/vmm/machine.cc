@@ -16,6 +16,7 @@
 #include "devices/ged.h"
 #include "vmm/host_info.h"
 #include "vmm/machine_devices.h"
+#include "vmm/memory_layout.h"
 #include "vmm/pci_devices.h"
 
 namespace skiff {
@@ -101,7 +102,8 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   if (!msrs) return host_error(msrs.error());
   m->supported_msrs_ = std::move(*msrs);
 
-  auto ram = GuestRam::create(x86::ram_ranges(config.memory_size));
+  // Guest RAM zones with their host backing (--memory, --memory-zone).
+  auto ram = GuestRam::create(memory_zone_layout(config));
   if (!ram) return host_error(ram.error());
   m->ram_ = std::move(*ram);
 
