@@ -1,14 +1,26 @@
 // GuestRam owns the host mappings that back guest RAM and hands out the
-// GuestMemory view of them. Today: anonymous private memory with
-// MAP_NORESERVE, so a 4 GiB guest costs only the pages it touches.
+// GuestMemory view of them. RAM comes in zones (--memory, --memory-zone),
+// each with its own backing (RamOptions):
+//   - private anonymous memory with MAP_NORESERVE (the default), so a 4 GiB
+//     guest costs only the pages it touches;
+//   - a memfd mapped MAP_SHARED (shared=on), whose fd and offsets are in
+//     MemoryRegion::fd / fd_offset for vhost-user back ends;
+//   - a hugetlb memfd (hugepages=on) from the host's reserved pool, checked
+//     before anything is mapped so a short pool is refused with a message
+//     instead of a SIGBUS later.
+// A zone's ranges (one, or two when it straddles the 32-bit hole) are views of
+// the same backing at increasing file offsets.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "memory/ram_options.h"
 
 namespace skiff {
 
@@ -17,8 +29,17 @@ struct RamRange {
   uint64_t size;
 };
 
+// One piece of RAM with one host backing.
+struct RamZone {
+  std::string name;  // the --memory-zone id ("" for plain --memory); used in messages
+  std::vector<RamRange> ranges;
+  RamOptions options;
+};
+
 class GuestRam {
  public:
+  [[nodiscard]] static Result<GuestRam> create(std::span<const RamZone> zones);
+  // Private anonymous RAM over the given ranges.
   [[nodiscard]] static Result<GuestRam> create(std::span<const RamRange> ranges);
   GuestRam() = default;
   ~GuestRam();
@@ -28,12 +49,21 @@ class GuestRam {
   GuestRam& operator=(const GuestRam&) = delete;
 
   [[nodiscard]] const GuestMemory& memory() const { return memory_; }
-  // Drops every page (contents read as zero again, RSS released); used on reboot.
+  // Drops every page (contents read as zero again, RSS released, huge pages
+  // returned to the pool); used on reboot. Prefaulted zones are populated
+  // again.
   void discard_all();
 
  private:
+  struct Mapping {
+    MemoryRegion region;
+    bool prefault = false;
+  };
+  [[nodiscard]] Result<> map_zone(const RamZone& zone);
   void unmap_all();
-  std::vector<MemoryRegion> maps_;
+
+  std::vector<Mapping> maps_;
+  std::vector<Fd> fds_;  // one per shared zone; MemoryRegion::fd points into these
   GuestMemory memory_;
 };
 
