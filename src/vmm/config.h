@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "net/rate_limiter.h"
+
 #include "memory/ram_options.h"
 
 namespace skiff {
@@ -25,6 +27,20 @@ struct DiskConfig {
 // The virtio entropy device on PCI (--rng).
 struct RngConfig {
   std::string source;  // a file such as /dev/urandom; empty: getrandom(2)
+};
+
+// One virtio-net device on PCI (--net, the API's "net"; Cloud Hypervisor's
+// spelling). The backend is a tap opened by name (created if missing) or
+// tap queue fds the caller already opened, one per queue pair.
+struct NetConfig {
+  std::string tap;          // interface name; empty when fds are given
+  std::vector<int> fds;     // fd=[3,4]: inherited tap queues
+  std::string mac;          // "52:54:00:12:34:56"; empty: a random local MAC
+  uint16_t num_queues = 0;  // virtqueues, 2 x pairs (no control queue); 0: a pair per boot vCPU
+  uint16_t queue_size = 256;
+  bool vhost = false;  // vhost=on: /dev/vhost-net if available, else skiff's data path
+  std::string id;
+  net::RateLimiterConfig rate_limiter;  // per direction (rx and tx each get one)
 };
 
 // One --memory-zone: a piece of guest RAM with its own host backing. Zones
@@ -64,6 +80,7 @@ struct VmConfig {
   // virtio-pci devices, in PCI slot order: disks first, then the RNG.
   std::vector<DiskConfig> disks;
   std::optional<RngConfig> rng;
+  std::vector<NetConfig> nets;  // after the disks in slot order
 };
 
 inline constexpr uint32_t kMaxVcpus = 255;  // xAPIC IDs in the MADT are 8 bits
