@@ -15,10 +15,12 @@ namespace skiff::vhost_user {
 namespace {
 constexpr uint64_t kTagKick = 1;
 constexpr uint64_t kTagWake = 2;
+constexpr uint64_t kTagBackend = 3;
 }  // namespace
 
 Result<std::unique_ptr<VringWorker>> VringWorker::start(std::string name, int kick_fd,
-                                                        std::function<void()> process) {
+                                                        std::function<void()> process,
+                                                        std::span<const int> backend_fds) {
   EventFd wake = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
   Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep) return fail_errno("epoll_create1 for {}", name);
@@ -30,6 +32,13 @@ Result<std::unique_ptr<VringWorker>> VringWorker::start(std::string name, int ki
   ev.data.u64 = kTagWake;
   if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0)
     return fail_errno("watching the wake fd of {}", name);
+  for (int fd : backend_fds) {
+    epoll_event bev{};
+    bev.events = EPOLLIN | EPOLLET;
+    bev.data.u64 = kTagBackend;
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &bev) != 0)
+      return fail_errno("watching backend fd {} of {}", fd, name);
+  }
   auto w = std::unique_ptr<VringWorker>(new VringWorker(
       std::move(name), kick_fd, std::move(process), std::move(wake), std::move(ep)));
   w->wake();  // buffers may already be waiting (restart after GET_VRING_BASE, reconnect)
@@ -55,8 +64,8 @@ void VringWorker::loop() {
   // pthread names are at most 15 characters.
   (void)::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());
   while (!stop_.load(std::memory_order_acquire)) {
-    epoll_event evs[2];
-    int n = ::epoll_wait(epoll_.get(), evs, 2, -1);
+    epoll_event evs[8];
+    int n = ::epoll_wait(epoll_.get(), evs, 8, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       LOG_ERROR("{}: epoll_wait failed: {}; ring stops", name_, std::strerror(errno));
@@ -71,9 +80,9 @@ void VringWorker::loop() {
           LOG_WARN("{}: reading the kick fd failed: {}; ring stops", name_, std::strerror(errno));
           return;
         }
-      } else {
+      } else if (evs[i].data.u64 == kTagWake) {
         (void)wake_.consume();
-      }
+      }  // kTagBackend: the device drains its own fd in process_
     }
     if (stop_.load(std::memory_order_acquire)) break;
     process_();

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -22,10 +23,13 @@ namespace skiff::vhost_user {
 
 class VringWorker {
  public:
-  // Starts the thread; `kick_fd` must stay open while the worker runs.
-  // `process` runs once right away, then after every kick or wake().
-  [[nodiscard]] static Result<std::unique_ptr<VringWorker>> start(std::string name, int kick_fd,
-                                                                  std::function<void()> process);
+  // Starts the thread; `kick_fd` and `backend_fds` must stay open while the
+  // worker runs. `process` runs once right away, then after every kick,
+  // wake() or edge on a backend fd (virtio::BackendEvent: the device drains
+  // those itself).
+  [[nodiscard]] static Result<std::unique_ptr<VringWorker>> start(
+      std::string name, int kick_fd, std::function<void()> process,
+      std::span<const int> backend_fds = {});
   ~VringWorker();
   VringWorker(const VringWorker&) = delete;
   VringWorker& operator=(const VringWorker&) = delete;
