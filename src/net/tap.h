@@ -1,0 +1,67 @@
+// Tap: a Linux tap interface as a NetBackend, one tap queue (one open fd of
+// /dev/net/tun attached to the interface) per virtio-net queue pair.
+//
+// Every queue is opened IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, and with
+// IFF_MULTI_QUEUE when more than one pair is asked for (the kernel then
+// spreads received flows over the queues; Documentation/networking/
+// tuntap.rst "Multiqueue tuntap interface"). A single-queue open of an
+// existing interface tries IFF_MULTI_QUEUE first and falls back, so taps
+// made with or without `ip tuntap add ... multi_queue` both work.
+// The fds are non-blocking and close-on-exec; the vnet header size is set to
+// kVnetHeaderBytes (TUNSETVNETHDRSZ; x86 is little endian, so the header's
+// byte order is the kernel's default and TUNSETVNETLE is not needed).
+//
+// Offloads: open() probes TUNSETOFFLOAD once to learn which of CSUM, TSO4,
+// TSO6, TSO_ECN and UFO this kernel accepts (UFO was removed and re-added
+// over kernel versions), then turns them all off until set_offloads().
+//
+// Adopting fds (`fd=[3,4]` from a management stack): each must be a tap
+// opened with IFF_NO_PI | IFF_VNET_HDR, all of the same interface
+// (TUNGETIFF); they are made non-blocking and get the header size set.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "net/net_backend.h"
+
+namespace skiff::net {
+
+class Tap final : public NetBackend {
+ public:
+  // Opens interface `name` (created if it does not exist, which needs
+  // CAP_NET_ADMIN) with `queue_pairs` queues. Errors name the interface and
+  // say what to do (e.g. recreate it with multi_queue).
+  [[nodiscard]] static Result<std::unique_ptr<Tap>> open(const std::string& name,
+                                                         uint16_t queue_pairs);
+  // Takes ownership of already-open tap fds, one per queue pair.
+  [[nodiscard]] static Result<std::unique_ptr<Tap>> adopt(std::vector<Fd> fds);
+
+  [[nodiscard]] const std::string& name() const { return name_; }
+  [[nodiscard]] int fd(uint16_t pair) const { return queues_[pair].get(); }
+
+  [[nodiscard]] uint16_t num_queue_pairs() const override {
+    return static_cast<uint16_t>(queues_.size());
+  }
+  [[nodiscard]] unsigned supported_offloads() const override { return supported_offloads_; }
+  [[nodiscard]] int rx_event_fd(uint16_t pair) const override { return fd(pair); }
+  [[nodiscard]] Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override;
+  [[nodiscard]] Result<bool> send(uint16_t pair, std::span<const iovec> iov) override;
+  [[nodiscard]] Result<> set_offloads(unsigned offloads) override;
+  [[nodiscard]] Result<> set_queue_pair_enabled(uint16_t pair, bool enabled) override;
+
+ private:
+  Tap(std::string name, std::vector<Fd> queues, bool multi_queue)
+      : name_(std::move(name)), queues_(std::move(queues)), multi_queue_(multi_queue) {}
+  // Header size, non-blocking mode and the offload probe, for every queue.
+  [[nodiscard]] Result<> prepare();
+
+  std::string name_;
+  std::vector<Fd> queues_;
+  bool multi_queue_;
+  unsigned supported_offloads_ = 0;
+};
+
+}  // namespace skiff::net

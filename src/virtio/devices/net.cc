@@ -1,0 +1,309 @@
+#include "virtio/devices/net.h"
+
+#include <cstring>
+
+#include "base/log.h"
+#include "virtio/devices/net_rx.h"
+#include "virtio/devices/net_wire.h"
+
+namespace skiff::virtio {
+
+namespace {
+
+static_assert(sizeof(netwire::Header) == net::kVnetHeaderBytes);
+
+// Config space (§5.1.4): mac[6], le16 status, le16 max_virtqueue_pairs,
+// le16 mtu (only meaningful with VIRTIO_NET_F_MTU, which is not offered).
+constexpr size_t kConfigMac = 0;
+constexpr size_t kConfigStatus = 6;
+constexpr size_t kConfigMaxPairs = 8;
+constexpr size_t kConfigMtu = 10;
+constexpr size_t kConfigBytes = 12;
+
+constexpr uint64_t f(unsigned bit) {
+  return feature_bit(bit);
+}
+
+uint64_t offered_features(unsigned offloads, uint16_t pairs, bool control_queue) {
+  uint64_t x = f(netwire::kFMac) | f(netwire::kFStatus) | f(netwire::kFMrgRxbuf);
+  if (offloads & net::kOffloadCsum) x |= f(netwire::kFCsum) | f(netwire::kFGuestCsum);
+  if (offloads & net::kOffloadTso4) x |= f(netwire::kFHostTso4) | f(netwire::kFGuestTso4);
+  if (offloads & net::kOffloadTso6) x |= f(netwire::kFHostTso6) | f(netwire::kFGuestTso6);
+  if (offloads & net::kOffloadTsoEcn) x |= f(netwire::kFHostEcn) | f(netwire::kFGuestEcn);
+  if (offloads & net::kOffloadUfo) x |= f(netwire::kFHostUfo) | f(netwire::kFGuestUfo);
+  if (control_queue)
+    x |= f(netwire::kFCtrlVq) | f(netwire::kFCtrlRx) | f(netwire::kFCtrlRxExtra) |
+         f(netwire::kFCtrlVlan) | f(netwire::kFCtrlMacAddr) | f(netwire::kFCtrlGuestOffloads);
+  if (pairs > 1) x |= f(netwire::kFMq);
+  return x;
+}
+
+// A transmit header the device can act on (§5.1.6.2): offloads only as
+// negotiated, a checksum position inside the frame.
+bool tx_header_ok(const netwire::Header& h, uint64_t frame_len, uint64_t features) {
+  auto has = [&](unsigned bit) { return (features & f(bit)) != 0; };
+  if (frame_len < 14 || frame_len > net::kMaxFrameBytes) return false;
+  switch (h.gso_type & ~netwire::kGsoEcn) {
+    case netwire::kGsoNone:
+      if (h.gso_type & netwire::kGsoEcn) return false;
+      break;
+    case netwire::kGsoTcpV4:
+      if (!has(netwire::kFHostTso4)) return false;
+      break;
+    case netwire::kGsoTcpV6:
+      if (!has(netwire::kFHostTso6)) return false;
+      break;
+    case netwire::kGsoUdp:
+      if (!has(netwire::kFHostUfo)) return false;
+      break;
+    default:
+      return false;
+  }
+  if ((h.gso_type & netwire::kGsoEcn) && !has(netwire::kFHostEcn)) return false;
+  if (h.flags & netwire::kHdrNeedsCsum) {
+    if (!has(netwire::kFCsum)) return false;
+    if (uint64_t{h.csum_start} + h.csum_offset + 2 > frame_len) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<VirtioNet>> VirtioNet::create(std::unique_ptr<net::NetBackend> backend,
+                                                     NetOptions options) {
+  uint16_t pairs = backend->num_queue_pairs();
+  // 2N (+1) queues must fit vhost-user's 8-bit ring index and the spec's
+  // 0x8000 pair limit; 64 pairs is far beyond any real use.
+  if (pairs == 0 || pairs > 64) return fail("virtio-net: {} queue pairs, want 1..64", pairs);
+  if (options.queue_size < 2 || options.queue_size > kMaxQueueSize ||
+      (options.queue_size & (options.queue_size - 1)) != 0)
+    return fail("virtio-net: queue size {} is not a power of 2 in [2, {}]", options.queue_size,
+                kMaxQueueSize);
+  uint64_t features = offered_features(backend->supported_offloads(), pairs, options.control_queue);
+  return std::unique_ptr<VirtioNet>(new VirtioNet(std::move(backend), options, features));
+}
+
+VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions options,
+                     uint64_t features)
+    : VirtioDevice(
+          kVirtioIdNet, "net", features,
+          static_cast<uint16_t>(2 * backend->num_queue_pairs() + (options.control_queue ? 1 : 0)),
+          options.queue_size),
+      backend_(std::move(backend)),
+      options_(options),
+      pairs_(backend_->num_queue_pairs()),
+      stats_(new NetQueueStats[pairs_]),
+      tx_(pairs_) {
+  for (uint16_t i = 0; i < pairs_; ++i) rx_.push_back(std::make_unique<RxState>());
+  auto& c = config_bytes();
+  c.assign(kConfigBytes, 0);
+  std::memcpy(c.data() + kConfigMac, options_.mac.bytes.data(), 6);
+  uint16_t status = netwire::kStatusLinkUp;
+  uint16_t mtu = 1500;
+  std::memcpy(c.data() + kConfigStatus, &status, 2);
+  std::memcpy(c.data() + kConfigMaxPairs, &pairs_, 2);
+  std::memcpy(c.data() + kConfigMtu, &mtu, 2);
+  filter_.mac = options_.mac;
+}
+
+VirtioNet::~VirtioNet() = default;
+
+int VirtioNet::ctrl_queue_index() const {
+  if (!options_.control_queue) return -1;
+  return negotiated(netwire::kFMq) ? 2 * pairs_ : 2;
+}
+
+std::vector<BackendEvent> VirtioNet::backend_events() const {
+  std::vector<BackendEvent> out;
+  for (uint16_t i = 0; i < pairs_; ++i)
+    if (int fd = backend_->rx_event_fd(i); fd >= 0)
+      out.push_back({fd, static_cast<uint16_t>(2 * i)});
+  return out;
+}
+
+unsigned VirtioNet::guest_offloads(uint64_t features) {
+  unsigned o = 0;
+  if (features & f(netwire::kFGuestCsum)) o |= net::kOffloadCsum;
+  if (features & f(netwire::kFGuestTso4)) o |= net::kOffloadTso4;
+  if (features & f(netwire::kFGuestTso6)) o |= net::kOffloadTso6;
+  if (features & f(netwire::kFGuestEcn)) o |= net::kOffloadTsoEcn;
+  if (features & f(netwire::kFGuestUfo)) o |= net::kOffloadUfo;
+  return o;
+}
+
+Result<> VirtioNet::validate_features(uint64_t x) const {
+  auto has = [&](unsigned bit) { return (x & f(bit)) != 0; };
+  // §5.1.3.1 feature dependencies.
+  struct Dep {
+    unsigned feature;
+    uint64_t needs_any;
+  };
+  const Dep deps[] = {
+      {netwire::kFGuestTso4, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestTso6, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestUfo, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestEcn, f(netwire::kFGuestTso4) | f(netwire::kFGuestTso6)},
+      {netwire::kFHostTso4, f(netwire::kFCsum)},
+      {netwire::kFHostTso6, f(netwire::kFCsum)},
+      {netwire::kFHostUfo, f(netwire::kFCsum)},
+      {netwire::kFHostEcn, f(netwire::kFHostTso4) | f(netwire::kFHostTso6)},
+      {netwire::kFCtrlRx, f(netwire::kFCtrlVq)},
+      {netwire::kFCtrlVlan, f(netwire::kFCtrlVq)},
+      {netwire::kFCtrlMacAddr, f(netwire::kFCtrlVq)},
+      {netwire::kFCtrlGuestOffloads, f(netwire::kFCtrlVq)},
+      {netwire::kFCtrlRxExtra, f(netwire::kFCtrlRx)},
+      // MQ needs CTRL_VQ only where this device has the control queue; a
+      // vhost-user front end keeps it (and its MQ command) to itself.
+      {netwire::kFMq, options_.control_queue ? f(netwire::kFCtrlVq) : ~0ull},
+  };
+  for (const Dep& d : deps)
+    if (has(d.feature) && (x & d.needs_any) == 0)
+      return fail("feature {} without the feature(s) {:#x} it depends on (virtio 1.2 §5.1.3.1)",
+                  d.feature, d.needs_any);
+  return {};
+}
+
+Result<> VirtioNet::on_activate() {
+  {
+    std::lock_guard lock(filter_mu_);
+    filter_ = RxFilter{};
+    filter_.mac = options_.mac;
+    filter_.rx_mode = negotiated(netwire::kFCtrlRx);
+    filter_.vlan_filter = negotiated(netwire::kFCtrlVlan);
+    filter_generation_.fetch_add(1, std::memory_order_release);
+  }
+  for (auto& rx : rx_) rx->restart();
+  // §5.1.6.5.5: with the control queue the driver starts on one pair and
+  // asks for more; without it the front end decides, so all are ready.
+  SKIFF_TRY_VOID(apply_queue_pairs(options_.control_queue ? 1 : pairs_));
+  return backend_->set_offloads(guest_offloads(driver_features()));
+}
+
+void VirtioNet::on_reset() {
+  active_pairs_.store(1, std::memory_order_release);
+  // A MAC set through CTRL_MAC_ADDR lasts until reset.
+  std::memcpy(config_bytes().data() + kConfigMac, options_.mac.bytes.data(), 6);
+}
+
+Result<> VirtioNet::apply_queue_pairs(uint16_t pairs) {
+  for (uint16_t i = 0; i < pairs_; ++i)
+    SKIFF_TRY_VOID(backend_->set_queue_pair_enabled(i, i < pairs));
+  active_pairs_.store(pairs, std::memory_order_release);
+  return {};
+}
+
+Result<> VirtioNet::handle_queue(uint16_t index, Queue& queue) {
+  if (static_cast<int>(index) == ctrl_queue_index()) return handle_ctrl(index, queue);
+  uint16_t pair = index / 2;
+  if (pair >= pairs_) return {};
+  return index % 2 == 0 ? handle_rx(pair, queue) : handle_tx(pair, queue);
+}
+
+Result<> VirtioNet::handle_tx(uint16_t pair, Queue& queue) {
+  TxState& t = tx_[pair];
+  NetQueueStats& st = stats_[pair];
+  const uint64_t features = driver_features();
+  const uint16_t index = static_cast<uint16_t>(2 * pair + 1);
+  bool used = false;
+  for (;;) {
+    if (!SKIFF_TRY(queue.pop_into(t.chain))) break;
+    const DescriptorChain& c = t.chain;
+    // §5.1.6.2: a transmit buffer is the header then the frame, all
+    // driver-readable.
+    if (c.writable_bytes() != 0)
+      return fail("transmit chain {} has {} device-writable bytes", c.head(), c.writable_bytes());
+    if (c.readable_bytes() < net::kVnetHeaderBytes)
+      return fail("transmit chain {} of {} bytes is shorter than the {}-byte virtio-net header",
+                  c.head(), c.readable_bytes(), net::kVnetHeaderBytes);
+    netwire::Header hdr;
+    (void)copy_from_buffers(c.readable(), 0,
+                            std::span(reinterpret_cast<uint8_t*>(&hdr), sizeof hdr));
+    const uint64_t frame_len = c.readable_bytes() - net::kVnetHeaderBytes;
+    if (!tx_header_ok(hdr, frame_len, features)) {
+      st.tx_dropped.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // The frame goes out with the header we checked, not the guest's copy.
+      hdr.num_buffers = 0;
+      t.iov.clear();
+      t.iov.push_back({&hdr, sizeof hdr});
+      bool fits = for_each_piece(c.readable(), net::kVnetHeaderBytes, frame_len, [&](auto piece) {
+        if (t.iov.size() == net::kMaxIov) return false;
+        t.iov.push_back({piece.data(), piece.size()});
+        return true;
+      });
+      if (!fits) {
+        // More pieces than writev takes (a long indirect chain): one copy.
+        t.linear.resize(net::kMaxFrameBytes);
+        size_t n = copy_from_buffers(c.readable(), net::kVnetHeaderBytes,
+                                     std::span(t.linear).first(static_cast<size_t>(frame_len)));
+        t.iov.resize(1);
+        t.iov.push_back({t.linear.data(), n});
+      }
+      auto sent = backend_->send(pair, t.iov);
+      if (sent && !*sent) {
+        // The backend is full: leave the chain available; the next
+        // notification retries (see the header comment).
+        queue.set_ring_positions(static_cast<uint16_t>(queue.next_avail() - 1), queue.next_used());
+        break;
+      }
+      if (!sent) {
+        st.tx_errors.fetch_add(1, std::memory_order_relaxed);
+        LOG_DEBUG("virtio net: {}", sent.error().what());
+      } else {
+        st.tx_packets.fetch_add(1, std::memory_order_relaxed);
+        st.tx_bytes.fetch_add(frame_len, std::memory_order_relaxed);
+      }
+    }
+    SKIFF_TRY_VOID(queue.add_used(c.head(), 0));
+    used = true;
+  }
+  if (used) signal_used(index);
+  return {};
+}
+
+Result<> VirtioNet::handle_ctrl(uint16_t index, Queue& queue) {
+  bool used = false;
+  for (;;) {
+    if (!SKIFF_TRY(queue.pop_into(ctrl_chain_))) break;
+    const DescriptorChain& c = ctrl_chain_;
+    // §5.1.6.5: class and command readable, then a writable ack byte.
+    if (c.readable_bytes() < 2)
+      return fail("control request {} has {} readable bytes, want the 2-byte class and command",
+                  c.head(), c.readable_bytes());
+    if (c.writable_bytes() < 1)
+      return fail("control request {} has no writable byte for the ack", c.head());
+    CtrlEffects effects;
+    uint8_t ack;
+    {
+      std::lock_guard lock(filter_mu_);
+      RxFilter next = filter_;
+      ack = execute_ctrl_command(c.readable(), driver_features(), pairs_, next, effects);
+      if (ack == kNetCtrlOk && effects.queue_pairs) {
+        if (auto r = apply_queue_pairs(*effects.queue_pairs); !r) {
+          LOG_WARN("virtio net: setting {} queue pairs: {}", *effects.queue_pairs,
+                   r.error().what());
+          ack = kNetCtrlErr;
+        }
+      }
+      if (ack == kNetCtrlOk && effects.guest_offloads) {
+        if (auto r = backend_->set_offloads(guest_offloads(*effects.guest_offloads)); !r) {
+          LOG_WARN("virtio net: {}", r.error().what());
+          ack = kNetCtrlErr;
+        }
+      }
+      if (ack == kNetCtrlOk) {
+        filter_ = next;
+        filter_generation_.fetch_add(1, std::memory_order_release);
+      }
+    }
+    // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
+    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kConfigMac);
+    (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
+    SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
+    used = true;
+  }
+  if (used) signal_used(index);
+  return {};
+}
+
+}  // namespace skiff::virtio

@@ -1,0 +1,141 @@
+// VirtioNet: virtio-net (virtio 1.2 §5.1) over a net::NetBackend (a tap in
+// production), the same code in skiff (virtio-pci) and skiff-vhost
+// (vhost-user).
+//
+// Queues: receiveq/transmitq pairs 0..N-1 at indices 2i / 2i+1, then the
+// control queue (when NetOptions::control_queue) at 2N if MQ is negotiated,
+// else at 2 (§5.1.2). num_queues() is 2N + 1 (or 2N without a control
+// queue).
+//
+// Offered: MAC, STATUS (link always up), MRG_RXBUF, CSUM, GUEST_CSUM, and
+// the segmentation offloads the backend supports (supported_offloads()):
+// HOST_/GUEST_TSO4, TSO6, ECN with TSO, HOST_/GUEST_UFO with UFO. With a
+// control queue also CTRL_VQ, CTRL_RX, CTRL_RX_EXTRA, CTRL_VLAN,
+// CTRL_MAC_ADDR, CTRL_GUEST_OFFLOADS, and MQ when N > 1 (net_ctrl.h answers
+// the commands). Without a control queue (vhost-user: the front end, e.g.
+// QEMU, keeps the control queue and its filter itself) only the data-path
+// features, plus MQ when N > 1; then every pair is active from the start.
+// The backend is told which guest offloads were negotiated (TUNSETOFFLOAD
+// for a tap) at activation and on CTRL_GUEST_OFFLOADS_SET.
+//
+// Data path (net_rx.cc, net.cc): frames move between the backend and the
+// guest's buffers with readv/writev straight into/out of guest memory, no
+// allocation per frame. The vnet header the driver sends is copied out,
+// checked and sent from that copy (the driver cannot change it after the
+// check). rx fills one chain per frame, or with MRG_RXBUF as many chains as
+// the frame needs (num_buffers, §5.1.6.4); a frame larger than the buffers
+// gathered for it lands in a per-queue spill buffer and is copied on, or,
+// when the driver has not posted enough buffers, kept until it has (no
+// loss). rx drains the backend until it is empty or the buffers run out (the
+// driver's next rx notification resumes); tx sends every available chain;
+// if the backend cannot take a frame (EAGAIN, which a tap with the default
+// unlimited sndbuf never says) the chain stays available and the next tx
+// notification retries.
+//
+// Hostile driver: NEEDS_RESET for a tx chain with writable buffers or
+// shorter than the 12-byte header, an rx chain with readable buffers or (with
+// MRG_RXBUF) shorter than the header, a control request without room for the
+// ack or without its 2-byte class/command. Dropped and counted (tx_dropped),
+// the chain returned: tx frames shorter than an Ethernet header or longer
+// than kMaxFrameBytes, headers asking for an offload that was not negotiated
+// (gso_type, NEEDS_CSUM) or a checksum position beyond the frame. Without
+// MRG_RXBUF, a frame larger than the rx chain is dropped (rx_dropped) and the
+// chain reused.
+//
+// Not implemented: RSS / hash reporting, GUEST_ANNOUNCE, MTU, SPEED_DUPLEX,
+// notification coalescing, rate limiting in the device, save/restore.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "net/mac_address.h"
+#include "net/net_backend.h"
+#include "virtio/device.h"
+#include "virtio/devices/net_ctrl.h"
+
+namespace skiff::virtio {
+
+inline constexpr uint32_t kVirtioIdNet = 1;  // VIRTIO_ID_NET
+
+struct NetOptions {
+  net::MacAddress mac;  // the caller picks one (MacAddress::random_local() if the user gave none)
+  uint16_t queue_size = 256;
+  // False for vhost-user back ends: the front end handles the control queue.
+  bool control_queue = true;
+};
+
+// Per-queue-pair counters (read from other threads: atomics).
+struct NetQueueStats {
+  std::atomic<uint64_t> rx_packets{0};
+  std::atomic<uint64_t> rx_bytes{0};    // frame bytes, header excluded
+  std::atomic<uint64_t> rx_dropped{0};  // too big for the chain, or filtered
+  std::atomic<uint64_t> tx_packets{0};
+  std::atomic<uint64_t> tx_bytes{0};    // frame bytes, header excluded
+  std::atomic<uint64_t> tx_dropped{0};  // malformed frames
+  std::atomic<uint64_t> tx_errors{0};   // the backend refused the frame
+};
+
+class VirtioNet final : public VirtioDevice {
+ public:
+  // One queue pair per backend queue pair.
+  [[nodiscard]] static Result<std::unique_ptr<VirtioNet>> create(
+      std::unique_ptr<net::NetBackend> backend, NetOptions options);
+  ~VirtioNet() override;
+
+  [[nodiscard]] uint16_t max_queue_pairs() const { return pairs_; }
+  // Pairs the driver uses now (§5.1.6.5.5; 1 until VQ_PAIRS_SET).
+  [[nodiscard]] uint16_t active_queue_pairs() const {
+    return active_pairs_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] const NetQueueStats& stats(uint16_t pair) const { return stats_[pair]; }
+  [[nodiscard]] net::NetBackend& backend() { return *backend_; }
+  // The control queue's index for the negotiated features, or -1 if none.
+  [[nodiscard]] int ctrl_queue_index() const;
+
+  // {backend rx fd of pair i, receiveq i} for every pair that has one.
+  [[nodiscard]] std::vector<BackendEvent> backend_events() const override;
+
+ protected:
+  [[nodiscard]] Result<> on_activate() override;
+  void on_reset() override;
+  [[nodiscard]] Result<> handle_queue(uint16_t index, Queue& queue) override;
+  [[nodiscard]] Result<> validate_features(uint64_t features) const override;
+
+ private:
+  struct RxState;  // net_rx.cc
+  struct TxState {
+    DescriptorChain chain;
+    std::vector<iovec> iov;
+    std::vector<uint8_t> linear;  // for chains with more than kMaxIov buffers
+  };
+
+  VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions options, uint64_t features);
+  [[nodiscard]] Result<> handle_rx(uint16_t pair, Queue& queue);
+  [[nodiscard]] Result<> handle_tx(uint16_t pair, Queue& queue);
+  [[nodiscard]] Result<> handle_ctrl(uint16_t index, Queue& queue);
+  [[nodiscard]] Result<> apply_queue_pairs(uint16_t pairs);
+  // NetOffload bits for a set of GUEST_* feature bits.
+  [[nodiscard]] static unsigned guest_offloads(uint64_t features);
+
+  std::unique_ptr<net::NetBackend> backend_;
+  NetOptions options_;
+  uint16_t pairs_;
+  std::atomic<uint16_t> active_pairs_{1};
+  std::unique_ptr<NetQueueStats[]> stats_;
+  std::vector<std::unique_ptr<RxState>> rx_;
+  std::vector<TxState> tx_;
+  DescriptorChain ctrl_chain_;
+
+  // The filter is written by the control queue's thread and read by every
+  // rx thread: rx threads copy it when filter_generation_ moved, so the
+  // per-frame check takes no lock.
+  std::mutex filter_mu_;
+  RxFilter filter_;
+  std::atomic<uint32_t> filter_generation_{0};
+};
+
+}  // namespace skiff::virtio
