@@ -5,6 +5,7 @@
 
 #include "base/version.h"
 #include "cli/kv_options.h"
+#include "cli/net_options.h"
 #include "vmm/exit_status.h"
 
 namespace skiff::cli {
@@ -34,6 +35,7 @@ struct RawOptions {
   int verbosity = 0;
   bool no_reboot = false;
   std::vector<std::string> disks;
+  std::vector<std::string> nets;
   std::string rng;
   bool rng_given = false;
 };
@@ -106,6 +108,7 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
 
   a.vm.serial = o.serial;
   for (const auto& d : o.disks) a.vm.disks.push_back(SKIFF_TRY(parse_disk(d)));
+  for (const auto& n : o.nets) a.vm.nets.push_back(SKIFF_TRY(parse_net(n)));
   if (o.rng_given) {
     RngConfig rng;
     if (!o.rng.empty()) rng.source = SKIFF_TRY(parse_kv("--rng", o.rng, {"src"}, "src"))["src"];
@@ -167,6 +170,16 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "num_queues=N (default: one per vCPU), queue_size=N (power of 2, default 256), "
                  "direct=on, serial=S, id=ID")
       ->type_name("path=PATH[,...]");
+  app.add_option("--net", o.nets,
+                 "virtio-net on PCI (repeatable): tap=NAME (an existing tap, or created) or "
+                 "fd=[N,...] (open tap queue fds, one per queue pair); mac=MAC (default: random, "
+                 "locally administered), num_queues=N (rx+tx virtqueues, 2 per pair; default one "
+                 "pair per vCPU), queue_size=N (power of 2, default 256), vhost=on (asks for "
+                 "/dev/vhost-net; skiff has no vhost-net data path yet and says so, using its "
+                 "own), id=ID; token buckets per direction: bw_size=BYTES,bw_refill_time=MS"
+                 "[,bw_one_time_burst=BYTES] and ops_size=PACKETS,ops_refill_time=MS"
+                 "[,ops_one_time_burst=PACKETS]")
+      ->type_name("tap=NAME|fd=[N,...][,...]");
   auto* rng = app.add_option("--rng", o.rng,
                              "virtio-rng on PCI: entropy from getrandom(2), or from src=PATH "
                              "(e.g. /dev/urandom)")
