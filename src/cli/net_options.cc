@@ -46,9 +46,10 @@ Result<net::TokenBucketConfig> parse_bucket(const KvMap& kv, std::string_view pr
   net::TokenBucketConfig b;
   if (!size && !burst && !refill) return b;
   if (!size || !refill)
-    return fail("--net: {0}_size and {0}_refill_time (ms) go together (a token bucket of "
-                "{0}_size tokens refilled in {0}_refill_time)",
-                prefix);
+    return fail(
+        "--net: {0}_size and {0}_refill_time (ms) go together (a token bucket of "
+        "{0}_size tokens refilled in {0}_refill_time)",
+        prefix);
   // Bytes take K/M/G suffixes like --memory; packets are plain counts.
   auto count = [&](std::string_view key, const std::string& text) -> Result<uint64_t> {
     std::string option = fmt::format("--net {}_{}", prefix, key);
@@ -60,9 +61,10 @@ Result<net::TokenBucketConfig> parse_bucket(const KvMap& kv, std::string_view pr
   b.refill_time_ms =
       SKIFF_TRY(parse_uint(fmt::format("--net {}_refill_time", prefix), *refill, 0, INT64_MAX));
   if (b.size == 0 || b.refill_time_ms == 0)
-    return fail("--net: {0}_size={1},{0}_refill_time={2}: both must be above 0 (leave them out "
-                "for no limit)",
-                prefix, *size, *refill);
+    return fail(
+        "--net: {0}_size={1},{0}_refill_time={2}: both must be above 0 (leave them out "
+        "for no limit)",
+        prefix, *size, *refill);
   return b;
 }
 
@@ -84,7 +86,8 @@ Result<std::array<uint8_t, 6>> parse_mac(std::string_view option, std::string_vi
     mac[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   if (!ok) return fail("{}: '{}' is not a MAC address (expected 52:54:00:12:34:56)", option, text);
-  if (mac[0] & 1) return fail("{}: {} is a multicast address; a NIC needs a unicast one", option, text);
+  if (mac[0] & 1)
+    return fail("{}: {} is a multicast address; a NIC needs a unicast one", option, text);
   if (std::all_of(mac.begin(), mac.end(), [](uint8_t b) { return b == 0; }))
     return fail("{}: {} is the all-zero address", option, text);
   return mac;
@@ -103,11 +106,12 @@ Result<NetConfig> parse_net(std::string_view value) {
   if (tap != kv.end()) {
     n.tap = tap->second;
     // IFNAMSIZ is 16 with the NUL; '/' and whitespace would break sysfs paths.
-    if (n.tap.empty() || n.tap.size() > 15 ||
-        n.tap.find_first_of("/ \t\n:") != std::string::npos || n.tap == "." || n.tap == "..")
-      return fail("--net: tap={} is not a valid interface name (1-15 characters, no '/', ':' or "
-                  "spaces)",
-                  n.tap);
+    if (n.tap.empty() || n.tap.size() > 15 || n.tap.find_first_of("/ \t\n:") != std::string::npos ||
+        n.tap == "." || n.tap == "..")
+      return fail(
+          "--net: tap={} is not a valid interface name (1-15 characters, no '/', ':' or "
+          "spaces)",
+          n.tap);
   } else {
     n.fds = SKIFF_TRY(parse_fds(fd->second));
   }
@@ -123,8 +127,8 @@ Result<NetConfig> parse_net(std::string_view value) {
       return fail("--net: num_queues={} is odd (it counts rx and tx queues: 2 per pair)",
                   n.num_queues);
     if (!n.fds.empty() && n.num_queues != 2 * n.fds.size())
-      return fail("--net: num_queues={} does not match fd={} ({} fds: num_queues={})",
-                  n.num_queues, fd->second, n.fds.size(), 2 * n.fds.size());
+      return fail("--net: num_queues={} does not match fd={} ({} fds: num_queues={})", n.num_queues,
+                  fd->second, n.fds.size(), 2 * n.fds.size());
   } else if (!n.fds.empty()) {
     n.num_queues = static_cast<uint16_t>(2 * n.fds.size());
   }

@@ -69,12 +69,10 @@ TEST(SkiffNetOptions, RateLimiterKeysBuildTokenBuckets) {
   const net::RateLimiterConfig& rl = a->vm.nets[0].rate_limiter;
   EXPECT_EQ(rl.bandwidth, (net::TokenBucketConfig{1 << 20, 64 << 10, 100}));
   EXPECT_EQ(rl.ops, (net::TokenBucketConfig{1000, 0, 10}));
-  EXPECT_NE(net_error("tap=t,bw_size=1000").find("bw_size and bw_refill_time"),
-            std::string::npos);
+  EXPECT_NE(net_error("tap=t,bw_size=1000").find("bw_size and bw_refill_time"), std::string::npos);
   EXPECT_NE(net_error("tap=t,ops_refill_time=5").find("ops_size and ops_refill_time"),
             std::string::npos);
-  EXPECT_NE(net_error("tap=t,ops_size=0,ops_refill_time=5").find("ops_size=0"),
-            std::string::npos);
+  EXPECT_NE(net_error("tap=t,ops_size=0,ops_refill_time=5").find("ops_size=0"), std::string::npos);
   EXPECT_NE(net_error("tap=t,ops_size=1K,ops_refill_time=5").find("'1K' is not a number"),
             std::string::npos);
   EXPECT_NE(net_error("tap=t,bw_size=lots,bw_refill_time=5").find("'lots'"), std::string::npos);
@@ -123,8 +121,8 @@ TEST(SkiffNetOptions, HelpDescribesNet) {
   auto* e = std::get_if<EarlyExit>(&r);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->status, 0);
-  for (const char* word : {"--net", "tap=NAME", "fd=[N,...]", "num_queues", "vhost=on",
-                           "bw_size", "ops_refill_time"})
+  for (const char* word :
+       {"--net", "tap=NAME", "fd=[N,...]", "num_queues", "vhost=on", "bw_size", "ops_refill_time"})
     EXPECT_NE(e->text.find(word), std::string::npos) << word;
 }
 
