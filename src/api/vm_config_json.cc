@@ -188,9 +188,6 @@ Result<std::string> parse_char_mode(const json& j, std::string_view path, bool c
   if (!file.empty() && mode != "File") return fail("{}.file: only meaningful with mode File", path);
   if (mode == "Off" || mode == "Null") return std::string("off");
   if (mode == "Tty" || mode == "Pty" || mode == "File") {
-    if (console)
-      return fail("{}.mode: {} needs a virtio-console, which is not supported yet (use serial)",
-                  path, mode);
     if (mode == "Tty") return std::string("tty");
     if (mode == "Pty") return std::string("pty");
     if (file.empty()) return fail("{}.file: required with mode File", path);
@@ -239,7 +236,16 @@ Result<VmConfig> parse_vm_config(const json& j) {
   if (has(j, "cpus")) SKIFF_TRY_VOID(parse_cpus(j.at("cpus"), c));
   if (has(j, "memory")) SKIFF_TRY_VOID(parse_memory(j.at("memory"), c));
   if (has(j, "serial")) c.serial = SKIFF_TRY(parse_char_mode(j.at("serial"), "serial", false));
-  if (has(j, "console")) SKIFF_TRY_VOID(parse_char_mode(j.at("console"), "console", true));
+  if (has(j, "console")) {
+    // Off: no virtio-console at all; Null: the device, output discarded.
+    std::string backend = SKIFF_TRY(parse_char_mode(j.at("console"), "console", true));
+    if (SKIFF_TRY(get_string(j.at("console"), "console", "mode")) != "Off")
+      c.console = ConsoleConfig{backend};
+  }
+  if (c.console && c.console->backend == "tty" && c.serial == "tty")
+    return fail(
+        "console.mode: Tty and serial.mode Tty cannot share skiff's terminal; put one of them on "
+        "Pty, File, Null or Off");
   if (has(j, "debug_console")) {
     const json& d = j.at("debug_console");
     SKIFF_TRY_VOID(check_fields(d, "debug_console",
@@ -278,11 +284,23 @@ json vm_config_to_json(const VmConfig& c) {
   } else {
     serial = {{"mode", "Null"}};
   }
+  json console{{"mode", "Off"}};
+  if (c.console) {
+    const std::string& b = c.console->backend;
+    if (b == "tty")
+      console = {{"mode", "Tty"}};
+    else if (b == "pty")
+      console = {{"mode", "Pty"}};
+    else if (b.starts_with("file="))
+      console = {{"mode", "File"}, {"file", b.substr(5)}};
+    else
+      console = {{"mode", "Null"}};
+  }
   return json{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
               {"memory", {{"size", c.memory_size}}},
               {"payload", payload},
               {"serial", serial},
-              {"console", {{"mode", "Off"}}}};
+              {"console", console}};
 }
 
 }  // namespace skiff::api

@@ -38,7 +38,22 @@ struct RawOptions {
   std::vector<std::string> nets;
   std::string rng;
   bool rng_given = false;
+  std::string console = "off";
+  bool serial_given = false;
 };
+
+// --console off|null|tty|pty|file=PATH (Cloud Hypervisor's modes, less
+// socket). off: no device; null: a device whose output is discarded.
+Result<std::optional<ConsoleConfig>> parse_console(const std::string& value) {
+  if (value == "off") return std::nullopt;
+  if (value == "null") return ConsoleConfig{"off"};
+  if (value == "tty" || value == "pty") return ConsoleConfig{value};
+  if (value.starts_with("file=")) {
+    if (value.size() == 5) return fail("--console: file= needs a path (file=PATH)");
+    return ConsoleConfig{value};
+  }
+  return fail("--console: unknown mode '{}' (expected off, null, tty, pty or file=PATH)", value);
+}
 
 // --disk path=P[,readonly=on][,num_queues=N][,queue_size=N][,direct=on][,serial=S][,id=ID]
 Result<DiskConfig> parse_disk(const std::string& value) {
@@ -107,6 +122,17 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     return fail("--memory: size={} is not a multiple of 4 KiB", mem["size"]);
 
   a.vm.serial = o.serial;
+  a.vm.console = SKIFF_TRY(parse_console(o.console));
+  // Only one device can own the terminal: --console tty moves the default
+  // serial off it (Cloud Hypervisor's defaults: serial null, console tty);
+  // asking for both on stdin is an error.
+  if (a.vm.console && a.vm.console->backend == "tty") {
+    if (o.serial_given && o.serial == "tty")
+      return fail(
+          "--console tty and --serial tty cannot share the terminal (keystrokes would go to one "
+          "or the other at random); put one of them on pty, file=PATH or off");
+    if (!o.serial_given) a.vm.serial = "off";
+  }
   for (const auto& d : o.disks) a.vm.disks.push_back(SKIFF_TRY(parse_disk(d)));
   for (const auto& n : o.nets) a.vm.nets.push_back(SKIFF_TRY(parse_net(n)));
   if (o.rng_given) {
@@ -151,6 +177,12 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   app.add_option("--serial", o.serial,
                  "16550 UART at 0x3f8 (COM1): tty (stdin/stdout, raw mode on a terminal), "
                  "pty (prints the pty path), file=PATH (output only), off (default tty)")
+      ->type_name("MODE");
+  app.add_option("--console", o.console,
+                 "virtio-console on PCI, the guest's hvc0 (Linux: console=hvc0): tty "
+                 "(stdin/stdout; the serial port then defaults to off, and --serial tty with it is "
+                 "refused), pty (prints the pty path), file=PATH (output only), null (device "
+                 "present, output discarded), off (no device; the default)")
       ->type_name("MODE");
   app.add_option("--api-socket", o.api_socket,
                  "Serve the REST API (Cloud Hypervisor's) on a Unix socket: path=PATH, or fd=N "
@@ -200,6 +232,7 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                      fmt::format("skiff: {}\nRun 'skiff --help' for the options.\n", e.what())};
   }
   o.rng_given = rng->count() > 0;
+  o.serial_given = app.count("--serial") > 0;
   auto args = to_args(o);
   if (!args) return EarlyExit{kExitUsage, fmt::format("skiff: {}\n", args.error().what())};
   return *args;

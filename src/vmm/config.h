@@ -29,6 +29,14 @@ struct RngConfig {
   std::string source;  // a file such as /dev/urandom; empty: getrandom(2)
 };
 
+// The virtio console on PCI (--console; Linux's hvc0). No ConsoleConfig
+// (--console off, API mode Off): no device.
+struct ConsoleConfig {
+  // The host end, as for serial: "tty", "pty", "file=PATH", or "off" (the
+  // device exists and its output is discarded: --console null, API Null).
+  std::string backend = "tty";
+};
+
 // One virtio-net device on PCI (--net, the API's "net"; Cloud Hypervisor's
 // spelling). The backend is a tap opened by name (created if missing) or
 // tap queue fds the caller already opened, one per queue pair.
@@ -80,6 +88,7 @@ struct VmConfig {
   // virtio-pci devices, in PCI slot order: disks first, then the RNG.
   std::vector<DiskConfig> disks;
   std::optional<RngConfig> rng;
+  std::optional<ConsoleConfig> console;  // after the RNG in slot order
   std::vector<NetConfig> nets;  // after the disks in slot order
 };
 

@@ -65,7 +65,8 @@ Machine::Machine(VmConfig config) : config_(std::move(config)) {}
 
 Machine::~Machine() { teardown(); }
 
-std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConfig& config) {
+std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConfig& config,
+                                                                     VirtioEventSink device_events) {
   auto config_error = [](const Error& e) { return std::unexpected(StartError{kExitUsage, e}); };
   auto host_error = [](const Error& e) { return std::unexpected(StartError{kExitHostError, e}); };
 
@@ -117,7 +118,8 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   // PCI host bridge and the virtio-pci devices (--disk, --rng).
   m->pci_plumbing_ = std::make_unique<VmPlumbing>(m->vm_mu_, m->vm_);
   auto pci = PciDevices::create(config, m->ram_.memory(), m->pio_, m->mmio_, *m->pci_plumbing_,
-                                [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); });
+                                [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); },
+                                std::move(device_events));
   if (!pci) return config_error(pci.error());
   m->pci_ = std::move(*pci);
 

@@ -20,6 +20,7 @@
 #include "kvm/kvm.h"
 #include "memory/guest_ram.h"
 #include "vmm/config.h"
+#include "vmm/device_events.h"
 #include "vmm/exit_status.h"
 #include "vmm/vcpu_runner.h"
 
@@ -33,8 +34,10 @@ class Machine final : public VmEvents {
  public:
   // Checks the configuration and the host (KVM, capabilities), maps RAM and
   // creates the devices. Errors here are configuration or host errors.
+  // `device_events` (optional) hears virtio devices being activated and
+  // reset (vmm/device_events.h), from vCPU and device threads.
   [[nodiscard]] static std::expected<std::unique_ptr<Machine>, StartError> create(
-      const VmConfig& config);
+      const VmConfig& config, VirtioEventSink device_events = {});
   ~Machine() override;
 
   // Boots the guest (again, after a reset) and blocks until it stops.

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <thread>
@@ -11,8 +13,11 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "block/open_image.h"
+#include "chardev/char_backend.h"
+#include "chardev/input_pump.h"
 #include "devices/pci/pci_root.h"
 #include "virtio/devices/blk.h"
+#include "virtio/devices/console.h"
 #include "virtio/devices/rng.h"
 #include "virtio/transport/pci/virtio_pci.h"
 #include "vmm/machine_devices.h"
@@ -109,6 +114,11 @@ class VirtioWorker {
     SKIFF_TRY_VOID(w->watch(w->stop_.get(), kStopToken));
     for (uint16_t q = 0; q < w->dev_->num_queues(); ++q)
       SKIFF_TRY_VOID(w->watch(w->dev_->queue_eventfd(q), q));
+    // Backend fds (virtio::BackendEvent), edge-triggered; the device drains them.
+    w->backend_ = w->dev_->device().backend_events();
+    for (size_t i = 0; i < w->backend_.size(); ++i)
+      SKIFF_TRY_VOID(w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i),
+                              EPOLLIN | EPOLLET));
     w->thread_ = std::thread([p = w.get()] { p->run(); });
     return w;
   }
@@ -119,12 +129,13 @@ class VirtioWorker {
 
  private:
   static constexpr uint32_t kStopToken = 0xffffffff;
+  static constexpr uint32_t kBackendToken = 0x10000;  // + index into backend_
   VirtioWorker(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name)
       : dev_(std::move(dev)), name_(std::move(name)) {}
 
-  Result<> watch(int fd, uint32_t token) {
+  Result<> watch(int fd, uint32_t token, uint32_t events = EPOLLIN) {
     epoll_event ev{};
-    ev.events = EPOLLIN;
+    ev.events = events;
     ev.data.u32 = token;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
       return fail_errno("epoll_ctl for {}", name_);
@@ -144,6 +155,10 @@ class VirtioWorker {
       for (int i = 0; i < n; ++i) {
         uint32_t token = events[i].data.u32;
         if (token == kStopToken) return;
+        if (token >= kBackendToken) {
+          dev_->process_queue(backend_[token - kBackendToken].queue);
+          continue;
+        }
         uint16_t q = static_cast<uint16_t>(token);
         uint64_t v = 0;
         if (::read(dev_->queue_eventfd(q), &v, sizeof v) != sizeof v) continue;
@@ -154,6 +169,7 @@ class VirtioWorker {
 
   std::shared_ptr<virtio::VirtioPciDevice> dev_;
   std::string name_;
+  std::vector<virtio::BackendEvent> backend_;
   Fd epoll_;
   EventFd stop_;
   std::thread thread_;
@@ -173,8 +189,9 @@ pci::BarWindow pci_mmio64_window(uint64_t memory_size) {
 
 Result<std::unique_ptr<PciDevices>> PciDevices::create(
     const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
-    std::function<void(uint32_t, bool)> set_irq) {
+    std::function<void(uint32_t, bool)> set_irq, VirtioEventSink device_events) {
   std::unique_ptr<PciDevices> p(new PciDevices(pio, mmio));
+  p->device_events_ = std::move(device_events);
   // 32-bit BARs in the hole below the ECAM; 64-bit prefetchable ones
   // above RAM (the same windows as the DSDT's _CRS, Machine::build).
   p->root_ =
@@ -219,12 +236,63 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
     if (!dev) return context(dev.error(), "--rng");
     SKIFF_TRY_VOID(p->add(std::move(*dev), "rng0"));
   }
+  if (config.console) {
+    auto con = p->create_console(config);
+    if (!con) return context(con.error(), "--console");
+    auto dev = make(std::move(*con));
+    if (!dev) return context(dev.error(), "--console");
+    SKIFF_TRY_VOID(p->add(std::move(*dev), "console0"));
+  }
+  if (config.balloon) {
+    const BalloonConfig& b = *config.balloon;
+    auto balloon = virtio::VirtioBalloon::create(
+        {.initial_target_bytes = b.size,
+         .deflate_on_oom = b.deflate_on_oom,
+         .free_page_reporting = b.free_page_reporting,
+         .stats_interval_s = b.statistics_polling_interval});
+    if (!balloon) return context(balloon.error(), "--balloon");
+    virtio::VirtioBalloon* raw = balloon->get();  // owned by its VirtioPciDevice
+    auto dev = make(std::move(*balloon));
+    if (!dev) return context(dev.error(), "--balloon");
+    SKIFF_TRY_VOID(p->add(std::move(*dev), "balloon0"));
+    p->balloon_ = raw;
+  }
   return p;
+}
+
+Result<std::unique_ptr<virtio::VirtioDevice>> PciDevices::create_console(const VmConfig& config) {
+  std::string_view mode = config.console->backend;
+  // Both on stdin would split the user's keystrokes between them.
+  if (mode == "tty" && config.serial == "tty")
+    return fail(
+        "tty: the serial port already uses the terminal (--serial tty, its default); give "
+        "--serial off|pty|file=PATH, or --console pty|file=PATH");
+  auto spec = SKIFF_TRY(parse_char_backend_spec(mode, "--console"));
+  console_backend_ = SKIFF_TRY(CharBackend::open(spec, "console"));
+  CharBackend* backend = console_backend_.get();
+  // F_SIZE (virtio 1.2 §5.3.4) only for a terminal we can measure.
+  std::optional<virtio::ConsoleSize> size;
+  winsize ws{};
+  if (spec.mode == CharBackendMode::kTty && ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 &&
+      ws.ws_col != 0 && ws.ws_row != 0)
+    size = virtio::ConsoleSize{ws.ws_col, ws.ws_row};
+  auto con = SKIFF_TRY(virtio::VirtioConsole::create(
+      [backend](std::span<const uint8_t> bytes) { backend->write(bytes); }, size));
+  if (backend->mode() == CharBackendMode::kPty)
+    LOG_WARN("console: virtio-console (the guest's hvc0) is on {}", backend->pty_path());
+  if (backend->input_fd() >= 0) {
+    virtio::VirtioConsole* c = con.get();  // owned by its VirtioPciDevice, which outlives the pump
+    console_input_ = SKIFF_TRY(InputPump::start(
+        backend->input_fd(), [c](std::span<const uint8_t> b) { c->enqueue_input(b); },
+        "console-in"));
+  }
+  return std::unique_ptr<virtio::VirtioDevice>(std::move(con));
 }
 
 Result<> PciDevices::add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name) {
   uint8_t slot = SKIFF_TRY(root_->add_device(dev));
   LOG_INFO("pci: 00:{:02x}.0 virtio {} ({})", slot, dev->device().name(), name);
+  dev->device().set_event_callback(forward_device_events(name, device_events_));
   auto worker = SKIFF_TRY(VirtioWorker::start(dev, name));
   devices_.push_back(Entry{std::move(name), std::move(dev), std::move(worker)});
   return {};
@@ -234,6 +302,7 @@ PciDevices::PciDevices(Bus& pio, Bus& mmio) : pio_(pio), mmio_(mmio) {}
 
 PciDevices::~PciDevices() {
   // Threads first (they call into the devices), then the bus entries.
+  console_input_.reset();
   for (auto& e : devices_) e.worker.reset();
   (void)pio_.remove(x86::kPortPciConfigAddr);
   (void)mmio_.remove(x86::kPciEcamBase);
@@ -250,6 +319,13 @@ std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() co
     auto n = e.device->notify_counters();
     c["notifies"] = n.notifies;
     c["notify_exits"] = n.notify_exits;
+    if (auto* con = dynamic_cast<virtio::VirtioConsole*>(&e.device->device())) {
+      auto cc = con->counters();
+      c["tx_bytes"] = cc.tx_bytes;
+      c["rx_bytes"] = cc.rx_bytes;
+      c["dropped_input_bytes"] = cc.dropped_input_bytes;
+      continue;
+    }
     auto* blk = dynamic_cast<virtio::VirtioBlock*>(&e.device->device());
     if (!blk) continue;
     for (uint16_t q = 0; q < blk->num_queues(); ++q) {

@@ -34,6 +34,7 @@
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
+#include "vmm/device_events.h"
 
 namespace skiff {
 
@@ -45,6 +46,8 @@ class VirtioPciDevice;
 }
 class GsiLine;
 class VirtioWorker;
+class CharBackend;
+class InputPump;
 
 // MsiSender and IoEventRegistrar over the Machine's current kvm::Vm.
 //
@@ -94,9 +97,11 @@ class VmPlumbing final : public pci::MsiSender, public pci::IoEventRegistrar {
 class PciDevices {
  public:
   // `mem`, the buses and `plumbing` must outlive the returned object.
+  // `device_events` (optional) hears every device's activated/reset events,
+  // from vCPU and device threads.
   [[nodiscard]] static Result<std::unique_ptr<PciDevices>> create(
       const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
-      std::function<void(uint32_t, bool)> set_irq);
+      std::function<void(uint32_t, bool)> set_irq, VirtioEventSink device_events = {});
   ~PciDevices();
 
   // Machine reset: every function to power-on, BARs unmapped.
@@ -108,6 +113,9 @@ class PciDevices {
  private:
   PciDevices(Bus& pio, Bus& mmio);
   [[nodiscard]] Result<> add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name);
+  // --console: the host end and its reader thread (console0's input).
+  [[nodiscard]] Result<std::unique_ptr<virtio::VirtioDevice>> create_console(
+      const VmConfig& config);
 
   Bus& pio_;
   Bus& mmio_;
@@ -119,6 +127,9 @@ class PciDevices {
     std::unique_ptr<VirtioWorker> worker;
   };
   std::vector<Entry> devices_;
+  VirtioEventSink device_events_;
+  std::unique_ptr<CharBackend> console_backend_;
+  std::unique_ptr<InputPump> console_input_;  // calls into console0: stopped first
 };
 
 }  // namespace skiff

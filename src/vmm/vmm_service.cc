@@ -104,6 +104,12 @@ std::optional<Outcome> VmmService::last_outcome() const {
   return last_outcome_;
 }
 
+VmmEvent virtio_device_vmm_event(const VirtioDeviceEvent& e) {
+  VmmEvent out{"virtio-device", e.event, {{"id", e.id}}};
+  if (!e.error.empty()) out.properties["error"] = e.error;
+  return out;
+}
+
 void VmmService::emit(std::string_view event, std::map<std::string, std::string> props) {
   if (sink_) sink_(VmmEvent{"vm", std::string(event), std::move(props)});
 }
@@ -155,7 +161,10 @@ VmmResult<> VmmService::boot() {
     std::lock_guard lock(state_mu_);
     config = config_;
   }
-  auto m = Machine::create(config);
+  // Device events come from vCPU and device threads straight to the sink.
+  auto m = Machine::create(config, [this](const VirtioDeviceEvent& e) {
+    if (sink_) sink_(virtio_device_vmm_event(e));
+  });
   if (!m) {
     Kind kind = m.error().exit_status == kExitUsage ? Kind::kInvalidConfig : Kind::kHost;
     return error(kind, fmt::format("cannot boot: {}", m.error().error.what()));

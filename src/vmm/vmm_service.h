@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "vmm/config.h"
+#include "vmm/device_events.h"
 #include "vmm/exit_status.h"
 
 namespace skiff {
@@ -72,6 +73,11 @@ struct VmmEvent {
   std::string event;
   std::map<std::string, std::string> properties;
 };
+
+// A virtio device event as the event monitor shows it, in Cloud
+// Hypervisor's shape: source "virtio-device", event "activated"/"reset",
+// properties {"id": ...}, plus "error" when the device failed (NEEDS_RESET).
+[[nodiscard]] VmmEvent virtio_device_vmm_event(const VirtioDeviceEvent& e);
 
 // What the API needs from the VMM; an interface so the request handler and
 // its fuzzer run without KVM.

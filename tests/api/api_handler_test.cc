@@ -228,12 +228,36 @@ TEST(VmConfigJson, DevicesSkiffLacksAreRefusedNotIgnored) {
       std::string::npos);
   EXPECT_NE(err(R"("memory":{"size":16777216,"hugepages":true})").find("memory.hugepages"),
             std::string::npos);
-  EXPECT_NE(err(R"("console":{"mode":"Tty"})").find("virtio-console"), std::string::npos);
+  EXPECT_NE(err(R"("console":{"mode":"Socket","socket":"/s"})").find("console.mode: Socket"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"payload":{"kernel":"/k","firmware":"/f"}})")
                 .find("payload.firmware: booting firmware is not supported yet"),
             std::string::npos);
   EXPECT_NE(err(R"("iommu":true)").find("iommu: an IOMMU is not supported yet"), std::string::npos);
   EXPECT_NE(err(R"("iommu":1)").find("expected a boolean"), std::string::npos);
+}
+
+TEST(VmConfigJson, ConsoleModesMapToTheVirtioConsole) {
+  auto console = [](const std::string& extra) -> std::string {
+    auto c = parse_vm_config_text(R"({"payload":{"kernel":"/k"},)" + extra + "}");
+    if (!c) return "error: " + c.error().what();
+    return c->console ? c->console->backend : "none";
+  };
+  EXPECT_EQ(console(R"("console":{"mode":"Off"})"), "none");
+  EXPECT_EQ(console(R"("console":{"mode":"Null"})"), "off");  // device present, output dropped
+  EXPECT_EQ(console(R"("console":{"mode":"Tty"})"), "tty");
+  EXPECT_EQ(console(R"("console":{"mode":"Pty"})"), "pty");
+  EXPECT_EQ(console(R"("console":{"mode":"File","file":"/tmp/c"})"), "file=/tmp/c");
+  EXPECT_EQ(console(R"("console":{"mode":"Off"},"serial":{"mode":"Tty"})"), "none");
+  // Absent: no virtio-console (skiff's default, unlike Cloud Hypervisor's Tty).
+  EXPECT_EQ(console(R"("serial":{"mode":"Tty"})"), "none");
+  EXPECT_NE(console(R"("console":{"mode":"File"})").find("console.file: required"),
+            std::string::npos);
+  EXPECT_NE(console(R"("console":{"mode":"Tty"},"serial":{"mode":"Tty"})")
+                .find("console.mode: Tty and serial.mode Tty"),
+            std::string::npos);
+  EXPECT_NE(console(R"("console":{"mode":"Tty","iommu":true})").find("console.iommu"),
+            std::string::npos);
 }
 
 TEST(VmConfigJson, RoundTripsThroughTheInfoRepresentation) {
@@ -243,6 +267,7 @@ TEST(VmConfigJson, RoundTripsThroughTheInfoRepresentation) {
   c.boot_cpus = 3;
   c.memory_size = 32 << 20;
   c.serial = "file=/x";
+  c.console = ConsoleConfig{"pty"};
   auto back = parse_vm_config(vm_config_to_json(c));
   ASSERT_TRUE(back) << back.error().what();
   EXPECT_EQ(back->kernel, c.kernel);
@@ -250,6 +275,8 @@ TEST(VmConfigJson, RoundTripsThroughTheInfoRepresentation) {
   EXPECT_EQ(back->boot_cpus, c.boot_cpus);
   EXPECT_EQ(back->memory_size, c.memory_size);
   EXPECT_EQ(back->serial, c.serial);
+  ASSERT_TRUE(back->console);
+  EXPECT_EQ(back->console->backend, "pty");
 }
 
 TEST(EventMonitor, LineIsCloudHypervisorShapedJson) {
