@@ -10,7 +10,8 @@ namespace {
 struct TwoRegions {
   std::vector<uint8_t> low = std::vector<uint8_t>(0x1000, 0);
   std::vector<uint8_t> high = std::vector<uint8_t>(0x1000, 0);
-  GuestMemory mem = *GuestMemory::create({{0x0, 0x1000, low.data()}, {0x10000, 0x1000, high.data()}});
+  GuestMemory mem =
+      *GuestMemory::create({{0x0, 0x1000, low.data()}, {0x10000, 0x1000, high.data()}});
 };
 
 TEST(GuestMemory, ReadsAndWritesInsideARegion) {
