@@ -1,10 +1,10 @@
 #include "cli/net_options.h"
 
 #include <algorithm>
-#include <charconv>
 #include <climits>
 
 #include "cli/kv_options.h"
+#include "net/mac_address.h"
 
 namespace skiff::cli {
 
@@ -68,30 +68,7 @@ Result<net::TokenBucketConfig> parse_bucket(const KvMap& kv, std::string_view pr
   return b;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
-
-Result<std::array<uint8_t, 6>> parse_mac(std::string_view option, std::string_view text) {
-  std::array<uint8_t, 6> mac{};
-  bool ok = text.size() == 17;
-  for (size_t i = 0; ok && i < 6; ++i) {
-    int hi = hex_digit(text[3 * i]), lo = hex_digit(text[3 * i + 1]);
-    ok = hi >= 0 && lo >= 0 && (i == 5 || text[3 * i + 2] == ':');
-    mac[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  if (!ok) return fail("{}: '{}' is not a MAC address (expected 52:54:00:12:34:56)", option, text);
-  if (mac[0] & 1)
-    return fail("{}: {} is a multicast address; a NIC needs a unicast one", option, text);
-  if (std::all_of(mac.begin(), mac.end(), [](uint8_t b) { return b == 0; }))
-    return fail("{}: {} is the all-zero address", option, text);
-  return mac;
-}
 
 Result<NetConfig> parse_net(std::string_view value) {
   auto kv = SKIFF_TRY(parse_kv("--net", value,
@@ -116,7 +93,12 @@ Result<NetConfig> parse_net(std::string_view value) {
     n.fds = SKIFF_TRY(parse_fds(fd->second));
   }
   if (auto it = kv.find("mac"); it != kv.end()) {
-    (void)SKIFF_TRY(parse_mac("--net mac", it->second));
+    auto mac = net::MacAddress::parse(it->second);
+    if (!mac) return fail("--net mac: {}", mac.error().message);
+    // A NIC owns a unicast address; the all-zero one is "no address".
+    if (mac->is_multicast())
+      return fail("--net mac: {} is a multicast address; a NIC needs a unicast one", it->second);
+    if (*mac == net::MacAddress{}) return fail("--net mac: {} is the all-zero address", it->second);
     n.mac = it->second;
   }
   if (auto it = kv.find("num_queues"); it != kv.end()) {

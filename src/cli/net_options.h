@@ -10,7 +10,6 @@
 //                           token buckets (bytes and packets), each direction
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <string_view>
 
@@ -22,10 +21,5 @@ namespace skiff::cli {
 inline constexpr uint16_t kMaxNetQueuePairs = 64;  // as --disk's queues: vCPUs we can serve
 
 [[nodiscard]] Result<NetConfig> parse_net(std::string_view value);
-
-// "52:54:00:12:34:56" (either case); refuses multicast and all-zero
-// addresses, which a NIC cannot own.
-[[nodiscard]] Result<std::array<uint8_t, 6>> parse_mac(std::string_view option,
-                                                       std::string_view text);
 
 }  // namespace skiff::cli

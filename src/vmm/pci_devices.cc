@@ -17,10 +17,12 @@
 #include "chardev/input_pump.h"
 #include "devices/pci/pci_root.h"
 #include "virtio/devices/blk.h"
+#include "virtio/devices/net.h"
 #include "virtio/devices/console.h"
 #include "virtio/devices/rng.h"
 #include "virtio/transport/pci/virtio_pci.h"
 #include "vmm/machine_devices.h"
+#include "vmm/net_devices.h"
 
 namespace skiff {
 
@@ -227,6 +229,15 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
     if (!dev) return context(dev.error(), what);
     SKIFF_TRY_VOID(p->add(std::move(*dev), fmt::format("blk{}", i)));
   }
+  // virtio-net: one function and one I/O thread (net0, ...) per --net; the
+  // thread also wakes on the tap queues (VirtioNet::backend_events).
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    auto net = make_virtio_net(config.nets[i], config.boot_cpus);
+    if (!net) return std::unexpected(net.error());
+    auto dev = make(std::move(*net));
+    if (!dev) return context(dev.error(), describe_net(config.nets[i]));
+    SKIFF_TRY_VOID(p->add(std::move(*dev), fmt::format("net{}", i)));
+  }
   if (config.rng) {
     std::optional<std::string> src;
     if (!config.rng->source.empty()) src = config.rng->source;
@@ -319,6 +330,7 @@ std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() co
     auto n = e.device->notify_counters();
     c["notifies"] = n.notifies;
     c["notify_exits"] = n.notify_exits;
+    add_net_counters(e.device->device(), c);
     if (auto* con = dynamic_cast<virtio::VirtioConsole*>(&e.device->device())) {
       auto cc = con->counters();
       c["tx_bytes"] = cc.tx_bytes;
