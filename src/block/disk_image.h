@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -23,6 +24,22 @@ struct ExtentStatus {
   int depth = 0;             // 0 = this image, 1 = its backing file, ...
   uint64_t host_offset = 0;  // offset in the file that holds it (0 if none)
   bool compressed = false;
+};
+
+// Where some virtual-disk bytes live in a host file (see map_extent).
+struct HostExtent {
+  int fd = -1;
+  uint64_t offset = 0;
+};
+
+// What O_DIRECT demands of a transfer on an image's file (direct=on):
+// file offsets and lengths multiples of `offset`, every buffer address a
+// multiple of `memory` and every buffer length a multiple of `offset`.
+// 1/1: buffered I/O, anything goes.
+struct IoAlignment {
+  uint32_t offset = 1;
+  uint32_t memory = 1;
+  [[nodiscard]] bool any() const { return offset > 1 || memory > 1; }
 };
 
 class DiskImage {
@@ -42,6 +59,26 @@ class DiskImage {
   // The range reads as zeroes afterwards; may_unmap allows freeing the space.
   [[nodiscard]] virtual Result<> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) = 0;
   [[nodiscard]] virtual Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) = 0;
+
+  // --- for I/O engines that move the data themselves (virtio-blk over
+  // io_uring). Defaults: nothing is mapped; every request goes through the
+  // synchronous calls above.
+
+  // The host file holding [offset, offset + length) as one run that can be
+  // read, or with `write` overwritten in place, without any metadata
+  // change; nullopt when only read()/write() can serve it (unallocated or
+  // compressed qcow2 clusters, backing files, copy-on-write). Raw: always.
+  // The range must already be checked against size().
+  [[nodiscard]] virtual std::optional<HostExtent> map_extent(uint64_t /*offset*/,
+                                                             uint64_t /*length*/, bool /*write*/) {
+    return std::nullopt;
+  }
+  // The fd whose byte N is virtual byte N (raw), or -1. With it, flush() is
+  // fdatasync(fd), discard() is a punched hole and write_zeroes() is
+  // FALLOC_FL_ZERO_RANGE of the same range, so an engine may issue those.
+  [[nodiscard]] virtual int linear_fd() const { return -1; }
+  // Alignment the mapped fds need (direct=on); see IoAlignment.
+  [[nodiscard]] virtual IoAlignment io_alignment() const { return {}; }
 };
 
 }  // namespace skiff

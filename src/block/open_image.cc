@@ -22,10 +22,12 @@ Result<std::unique_ptr<DiskImage>> open_image(const std::string& path,
   std::string format = options.format;
   if (format.empty()) format = SKIFF_TRY(probe_format(path));
   if (format == "raw") {
-    auto img = SKIFF_TRY(RawImage::open(path, options.read_only));
+    auto img = SKIFF_TRY(RawImage::open(path, options.read_only, options.direct));
     return std::unique_ptr<DiskImage>(std::move(img));
   }
   if (format == "qcow2") {
+    if (options.direct)
+      return fail("'{}' is a qcow2 image: direct=on is supported for raw images only", path);
     auto img = SKIFF_TRY(Qcow2Image::open(path, options));
     return std::unique_ptr<DiskImage>(std::move(img));
   }

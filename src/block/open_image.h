@@ -15,6 +15,7 @@ namespace skiff {
 struct OpenImageOptions {
   std::string format;  // "raw", "qcow2", or "" to probe
   bool read_only = false;
+  bool direct = false;                       // O_DIRECT (raw images only; qcow2 refuses it)
   size_t l2_cache_bytes = 1u << 20;          // qcow2: bounded L2 table cache
   size_t refcount_cache_bytes = 256u << 10;  // qcow2: refcount block cache
   bool open_backing = true;  // qcow2: open the backing chain (info/check may not want it)

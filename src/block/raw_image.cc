@@ -2,9 +2,13 @@
 
 namespace skiff {
 
-Result<std::unique_ptr<RawImage>> RawImage::open(const std::string& path, bool read_only) {
-  HostFile f = SKIFF_TRY(HostFile::open(path, read_only));
+Result<std::unique_ptr<RawImage>> RawImage::open(const std::string& path, bool read_only,
+                                                 bool direct) {
+  HostFile f = SKIFF_TRY(HostFile::open(path, read_only, direct));
   uint64_t size = SKIFF_TRY(f.size());
+  if (direct && size % f.alignment().offset != 0)
+    return fail("direct=on: the size of '{}' ({} bytes) is not a multiple of its {}-byte block",
+                path, size, f.alignment().offset);
   return std::unique_ptr<RawImage>(new RawImage(std::move(f), size));
 }
 

@@ -1,6 +1,7 @@
 // RawImage: a raw disk image file (or block device). Virtual disk byte N is
 // file byte N. flush is fdatasync, discard punches holes, write_zeroes uses
-// FALLOC_FL_ZERO_RANGE, block_status uses SEEK_DATA/SEEK_HOLE.
+// FALLOC_FL_ZERO_RANGE, block_status uses SEEK_DATA/SEEK_HOLE. It maps
+// every range 1:1 for I/O engines (map_extent, linear_fd).
 #pragma once
 
 #include <memory>
@@ -13,8 +14,10 @@ namespace skiff {
 
 class RawImage final : public DiskImage {
  public:
+  // `direct`: O_DIRECT (see HostFile::open); the file size must then be a
+  // multiple of the probed alignment so no transfer reaches past EOF.
   [[nodiscard]] static Result<std::unique_ptr<RawImage>> open(const std::string& path,
-                                                              bool read_only);
+                                                              bool read_only, bool direct = false);
   // Creates (truncating) a sparse raw file of `size` bytes.
   [[nodiscard]] static Result<> create(const std::string& path, uint64_t size);
 
@@ -27,6 +30,14 @@ class RawImage final : public DiskImage {
   [[nodiscard]] Result<> discard(uint64_t offset, uint64_t length) override;
   [[nodiscard]] Result<> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
   [[nodiscard]] Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) override;
+  // Virtual byte N is file byte N: everything can go straight to the file.
+  [[nodiscard]] std::optional<HostExtent> map_extent(uint64_t offset, uint64_t /*length*/,
+                                                     bool write) override {
+    if (write && file_.read_only()) return std::nullopt;
+    return HostExtent{file_.fd(), offset};
+  }
+  [[nodiscard]] int linear_fd() const override { return file_.read_only() ? -1 : file_.fd(); }
+  [[nodiscard]] IoAlignment io_alignment() const override { return file_.alignment(); }
 
   // Changes the file size (skiff-img resize).
   [[nodiscard]] Result<> resize(uint64_t new_size);
