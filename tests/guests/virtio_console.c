@@ -221,14 +221,12 @@ int guest_main(void) {
   uint32_t accepted = setup_device(slot);
 
   /* Receive buffers first, so input can arrive while we transmit. */
-  for (uint16_t i = 0; i < QSIZE; ++i)
-    post(0, i, (uint64_t)(uintptr_t)rx_bufs[i], RXBUF, 1);
+  for (uint16_t i = 0; i < QSIZE; ++i) post(0, i, (uint64_t)(uintptr_t)rx_bufs[i], RXBUF, 1);
 
   transmit("hello from hvc0\n");
   puts_line("CONSOLE_TX=ok");
   if (accepted & (1u << 2)) {
-    for (const char* p = "EMERG=ok\n"; *p; ++p)
-      *(volatile uint32_t*)(device_cfg + 8) = (uint8_t)*p;
+    for (const char* p = "EMERG=ok\n"; *p; ++p) *(volatile uint32_t*)(device_cfg + 8) = (uint8_t)*p;
   }
 
   if (cmdline_u64("echo", 1)) {
