@@ -29,7 +29,7 @@ constexpr std::array<Endpoint, 31> kEndpoints{{
     {"vm.shutdown", "PUT", true},
     {"vm.reboot", "PUT", true},
     {"vm.power-button", "PUT", true},
-    {"vm.resize", "PUT", false},
+    {"vm.resize", "PUT", true},
     {"vm.resize-disk", "PUT", false},
     {"vm.resize-zone", "PUT", false},
     {"vm.add-device", "PUT", false},
@@ -116,6 +116,31 @@ ApiResponse create(VmmControl& vmm, std::string_view body) {
   return no_content(vmm.create(*config));
 }
 
+// VmResize: desired_balloon only. CPU and RAM hotplug are refused with
+// 501 so a client can tell "not implemented" from "bad request".
+ApiResponse resize(VmmControl& vmm, std::string_view body) {
+  if (body.empty()) return error_response(400, "vm.resize needs a VmResize JSON body");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return error_response(400, "vm.resize: malformed JSON");
+  if (!j.is_object()) return error_response(400, "vm.resize: expected a VmResize JSON object");
+  for (const auto& [key, value] : j.items()) {
+    if (key != "desired_vcpus" && key != "desired_ram" && key != "desired_balloon")
+      return error_response(400, fmt::format("vm.resize: unknown field '{}'", key));
+    if (!value.is_null() && key != "desired_balloon")
+      return error_response(
+          501,
+          fmt::format("vm.resize: {} is not implemented by skiff yet (only desired_balloon)", key));
+  }
+  auto it = j.find("desired_balloon");
+  if (it == j.end() || it->is_null())
+    return error_response(400, "vm.resize: desired_balloon is required (bytes)");
+  if (!it->is_number_unsigned())
+    return error_response(
+        400, fmt::format("vm.resize: desired_balloon must be a non-negative integer, got {}",
+                         it->dump(-1, ' ', false, json::error_handler_t::replace)));
+  return no_content(vmm.resize_balloon(it->get<uint64_t>()));
+}
+
 ApiResponse dispatch(VmmControl& vmm, std::string_view name, std::string_view body) {
   if (name == "vmm.ping") return ping();
   if (name == "vmm.shutdown") {
@@ -132,6 +157,7 @@ ApiResponse dispatch(VmmControl& vmm, std::string_view name, std::string_view bo
   if (name == "vm.shutdown") return no_content(vmm.shutdown());
   if (name == "vm.reboot") return no_content(vmm.reboot());
   if (name == "vm.power-button") return no_content(vmm.power_button());
+  if (name == "vm.resize") return resize(vmm, body);
   return error_response(500, fmt::format("{} is listed as implemented but has no handler", name));
 }
 

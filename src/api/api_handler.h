@@ -11,7 +11,8 @@
 //   409 vm.create while a VM exists
 //   500 a host or KVM failure
 //   501 an endpoint of the schema skiff does not implement yet (snapshot,
-//       restore, migration, resize, hotplug, ...)
+//       restore, migration, hotplug, ...), and vm.resize's desired_vcpus /
+//       desired_ram (only desired_balloon is implemented)
 // Nothing a client sends can throw out of handle(): it is the fuzzer's entry.
 #pragma once
 

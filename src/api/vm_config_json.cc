@@ -197,6 +197,26 @@ Result<std::string> parse_char_mode(const json& j, std::string_view path, bool c
   return fail("{}.mode: '{}' is not one of Off, Null, Tty, Pty, File, Socket", path, mode);
 }
 
+// BalloonConfig. statistics_polling_interval is not in the schema: only
+// --balloon sets it.
+Result<> parse_balloon(const json& j, VmConfig& c) {
+  SKIFF_TRY_VOID(check_fields(j, "balloon",
+                              {{"size", Rule::kHandled, ""},
+                               {"deflate_on_oom", Rule::kBool, ""},
+                               {"free_page_reporting", Rule::kBool, ""},
+                               {"id", Rule::kString, ""},
+                               {"iommu", Rule::kFalse, "an IOMMU"},
+                               {"pci_segment", Rule::kZero, "PCI segments"},
+                               {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"}}));
+  if (!has(j, "size")) return fail("balloon.size: required (bytes, 0 for an empty balloon)");
+  BalloonConfig b;
+  b.size = SKIFF_TRY(get_uint(j, "balloon", "size", 0, c.memory_size));
+  b.deflate_on_oom = has(j, "deflate_on_oom") && j.at("deflate_on_oom").get<bool>();
+  b.free_page_reporting = has(j, "free_page_reporting") && j.at("free_page_reporting").get<bool>();
+  c.balloon = b;
+  return {};
+}
+
 }  // namespace
 
 Result<VmConfig> parse_vm_config(const json& j) {
@@ -210,7 +230,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
                                {"disks", Rule::kEmpty, "virtio-blk (disks)"},
                                {"net", Rule::kEmpty, "virtio-net (net)"},
                                {"rng", Rule::kAbsent, "virtio-rng (rng)"},
-                               {"balloon", Rule::kAbsent, "virtio-balloon"},
+                               {"balloon", Rule::kHandled, ""},
                                {"fs", Rule::kEmpty, "virtio-fs"},
                                {"generic_vhost_user", Rule::kEmpty, "generic vhost-user devices"},
                                {"pmem", Rule::kEmpty, "virtio-pmem"},
@@ -246,6 +266,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
     return fail(
         "console.mode: Tty and serial.mode Tty cannot share skiff's terminal; put one of them on "
         "Pty, File, Null or Off");
+  if (has(j, "balloon")) SKIFF_TRY_VOID(parse_balloon(j.at("balloon"), c));
   if (has(j, "debug_console")) {
     const json& d = j.at("debug_console");
     SKIFF_TRY_VOID(check_fields(d, "debug_console",
@@ -296,11 +317,16 @@ json vm_config_to_json(const VmConfig& c) {
     else
       console = {{"mode", "Null"}};
   }
-  return json{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
-              {"memory", {{"size", c.memory_size}}},
-              {"payload", payload},
-              {"serial", serial},
-              {"console", console}};
+  json out{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
+           {"memory", {{"size", c.memory_size}}},
+           {"payload", payload},
+           {"serial", serial},
+           {"console", console}};
+  if (c.balloon)
+    out["balloon"] = {{"size", c.balloon->size},
+                      {"deflate_on_oom", c.balloon->deflate_on_oom},
+                      {"free_page_reporting", c.balloon->free_page_reporting}};
+  return out;
 }
 
 }  // namespace skiff::api

@@ -38,6 +38,7 @@ struct RawOptions {
   std::vector<std::string> nets;
   std::string rng;
   bool rng_given = false;
+  std::string balloon;
   std::string console = "off";
   bool serial_given = false;
 };
@@ -53,6 +54,29 @@ Result<std::optional<ConsoleConfig>> parse_console(const std::string& value) {
     return ConsoleConfig{value};
   }
   return fail("--console: unknown mode '{}' (expected off, null, tty, pty or file=PATH)", value);
+}
+
+// --balloon size=SIZE[,deflate_on_oom=on][,free_page_reporting=on]
+//           [,statistics_polling_interval=S] (Cloud Hypervisor's BalloonConfig).
+Result<BalloonConfig> parse_balloon(const std::string& value, uint64_t memory_size) {
+  auto kv = SKIFF_TRY(
+      parse_kv("--balloon", value,
+               {"size", "deflate_on_oom", "free_page_reporting", "statistics_polling_interval"}));
+  BalloonConfig b;
+  auto size = kv.find("size");
+  if (size == kv.end()) return fail("--balloon: size=SIZE is required (0 for an empty balloon)");
+  b.size = SKIFF_TRY(parse_size("--balloon size", size->second));
+  if (b.size > memory_size)
+    return fail("--balloon: size={} is larger than guest RAM ({} bytes)", size->second,
+                memory_size);
+  if (auto it = kv.find("deflate_on_oom"); it != kv.end())
+    b.deflate_on_oom = SKIFF_TRY(parse_switch("--balloon deflate_on_oom", it->second));
+  if (auto it = kv.find("free_page_reporting"); it != kv.end())
+    b.free_page_reporting = SKIFF_TRY(parse_switch("--balloon free_page_reporting", it->second));
+  if (auto it = kv.find("statistics_polling_interval"); it != kv.end())
+    b.statistics_polling_interval = static_cast<uint32_t>(
+        SKIFF_TRY(parse_uint("--balloon statistics_polling_interval", it->second, 0, 86400)));
+  return b;
 }
 
 // --disk path=P[,readonly=on][,num_queues=N][,queue_size=N][,direct=on][,serial=S][,id=ID]
@@ -140,6 +164,7 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     if (!o.rng.empty()) rng.source = SKIFF_TRY(parse_kv("--rng", o.rng, {"src"}, "src"))["src"];
     a.vm.rng = rng;
   }
+  if (!o.balloon.empty()) a.vm.balloon = SKIFF_TRY(parse_balloon(o.balloon, a.vm.memory_size));
   if (!o.api_socket.empty())
     a.api_socket = SKIFF_TRY(parse_socket_spec("--api-socket", o.api_socket));
   if (!o.event_monitor.empty())
@@ -217,6 +242,13 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                              "(e.g. /dev/urandom)")
                   ->type_name("[src=PATH]")
                   ->expected(0, 1);
+  app.add_option("--balloon", o.balloon,
+                 "virtio-balloon on PCI: size=SIZE (guest RAM to take back at boot, 0 for none; "
+                 "changed at run time by vm.resize desired_balloon), deflate_on_oom=on (the guest "
+                 "may deflate under memory pressure), free_page_reporting=on (the guest reports "
+                 "free pages, which go back to the host), statistics_polling_interval=S (ask for "
+                 "guest memory statistics every S seconds; shown in vm.counters)")
+      ->type_name("size=SIZE[,...]");
   app.footer(kFooter);
 
   std::vector<std::string> rev(argv.rbegin(),

@@ -1,5 +1,8 @@
 #include "memory/guest_memory.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+
 #include <algorithm>
 
 namespace skiff {
@@ -45,6 +48,35 @@ Result<> GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) const {
   auto s = SKIFF_TRY(slice(gpa, in.size()));
   if (!in.empty()) std::memcpy(s.data(), in.data(), in.size());
   return {};
+}
+
+Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) const {
+  constexpr uint64_t kPage = 4096;
+  const MemoryRegion* r = find(gpa, len);
+  if (r == nullptr) return fail("cannot discard [{:#x}, +{:#x}): not RAM", gpa, len);
+  if (gpa % kPage != 0 || len % kPage != 0)
+    return fail("cannot discard [{:#x}, +{:#x}): not 4 KiB aligned", gpa, len);
+  if (len == 0) return {};
+  uint64_t offset = gpa - r->gpa;
+  if (r->fd >= 0) {
+    if (::fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(r->fd_offset + offset), static_cast<off_t>(len)) < 0)
+      return fail_errno("fallocate(PUNCH_HOLE) of guest RAM [{:#x}, +{:#x})", gpa, len);
+    return {};
+  }
+  if (::madvise(r->host + offset, static_cast<size_t>(len), MADV_DONTNEED) < 0)
+    return fail_errno("madvise(MADV_DONTNEED) of guest RAM [{:#x}, +{:#x})", gpa, len);
+  return {};
+}
+
+std::optional<uint64_t> GuestMemory::gpa_of(std::span<const uint8_t> host) const {
+  auto p = reinterpret_cast<uintptr_t>(host.data());
+  for (const auto& r : regions_) {
+    auto base = reinterpret_cast<uintptr_t>(r.host);
+    if (p >= base && p - base <= r.size && host.size() <= r.size - (p - base))
+      return r.gpa + (p - base);
+  }
+  return std::nullopt;
 }
 
 uint64_t GuestMemory::total_size() const {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -62,6 +63,18 @@ class GuestMemory {
 
   // True if [gpa, gpa + len) is RAM (same check as slice, without the error).
   [[nodiscard]] bool contains(uint64_t gpa, uint64_t len) const;
+
+  // Gives the host memory behind [gpa, gpa + len) back to the host (the
+  // balloon, virtio 1.2 §5.5.6): the range must lie in one region and be
+  // 4 KiB aligned. The guest reads zeros there afterwards; the pages fault
+  // back in on the next access. Private regions: madvise(MADV_DONTNEED);
+  // shared ones (fd >= 0): fallocate(PUNCH_HOLE) on the file, which frees
+  // the pages of every mapping (MADV_DONTNEED would only unmap them here).
+  [[nodiscard]] Result<> discard(uint64_t gpa, uint64_t len) const;
+  // The guest address of host bytes inside a region (the inverse of
+  // slice, for devices that are handed checked spans); nothing if the span
+  // is not inside one region.
+  [[nodiscard]] std::optional<uint64_t> gpa_of(std::span<const uint8_t> host) const;
 
   [[nodiscard]] std::span<const MemoryRegion> regions() const { return regions_; }
   [[nodiscard]] uint64_t total_size() const;

@@ -51,6 +51,14 @@ struct NetConfig {
   net::RateLimiterConfig rate_limiter;  // per direction (rx and tx each get one)
 };
 
+// The virtio memory balloon on PCI (--balloon, API BalloonConfig).
+struct BalloonConfig {
+  uint64_t size = 0;  // initial target: bytes the guest should give back
+  bool deflate_on_oom = false;
+  bool free_page_reporting = false;
+  uint32_t statistics_polling_interval = 0;  // seconds; 0: no polling
+};
+
 // One --memory-zone: a piece of guest RAM with its own host backing. Zones
 // are placed in guest physical order (vmm/memory_layout.h).
 struct MemoryZoneConfig {
@@ -89,6 +97,7 @@ struct VmConfig {
   std::vector<DiskConfig> disks;
   std::optional<RngConfig> rng;
   std::optional<ConsoleConfig> console;  // after the RNG in slot order
+  std::optional<BalloonConfig> balloon;  // last in slot order
   std::vector<NetConfig> nets;  // after the disks in slot order
 };
 

@@ -14,6 +14,7 @@
 #include "arch/x86/ram_layout.h"
 #include "base/log.h"
 #include "devices/ged.h"
+#include "virtio/devices/balloon.h"
 #include "vmm/host_info.h"
 #include "vmm/machine_devices.h"
 #include "vmm/memory_layout.h"
@@ -291,6 +292,16 @@ std::map<std::string, std::map<std::string, uint64_t>> Machine::device_counters(
   auto out = devices_->counters();
   out.merge(pci_->counters());
   return out;
+}
+
+Result<> Machine::resize_balloon(uint64_t bytes) {
+  if (!pci_ || !pci_->balloon()) return fail("the VM has no balloon device (--balloon)");
+  return pci_->balloon()->set_target(bytes);
+}
+
+std::optional<uint64_t> Machine::balloon_actual_bytes() const {
+  if (!pci_ || !pci_->balloon()) return std::nullopt;
+  return pci_->balloon()->actual_bytes();
 }
 
 void Machine::press_power_button() { devices_->press_power_button(); }

@@ -57,6 +57,12 @@ class Machine final : public VmEvents {
   // Device I/O counters by device and counter name (vm.counters).
   [[nodiscard]] std::map<std::string, std::map<std::string, uint64_t>> device_counters() const;
 
+  // The balloon (--balloon): a new target in bytes (vm.resize
+  // desired_balloon), and what the guest's driver says it holds (vm.info
+  // memory_actual_size). Errors / nothing without a balloon device.
+  [[nodiscard]] Result<> resize_balloon(uint64_t bytes);
+  [[nodiscard]] std::optional<uint64_t> balloon_actual_bytes() const;
+
   // An ACPI power-button press: the Generic Event Device raises its
   // interrupt and the guest's _EVT notifies \_SB.PWRB (arch/x86/ged_aml.h).
   void press_power_button();

@@ -16,6 +16,7 @@
 #include "chardev/char_backend.h"
 #include "chardev/input_pump.h"
 #include "devices/pci/pci_root.h"
+#include "virtio/devices/balloon.h"
 #include "virtio/devices/blk.h"
 #include "virtio/devices/net.h"
 #include "virtio/devices/console.h"
@@ -336,6 +337,21 @@ std::map<std::string, std::map<std::string, uint64_t>> PciDevices::counters() co
       c["tx_bytes"] = cc.tx_bytes;
       c["rx_bytes"] = cc.rx_bytes;
       c["dropped_input_bytes"] = cc.dropped_input_bytes;
+      continue;
+    }
+    if (auto* balloon = dynamic_cast<virtio::VirtioBalloon*>(&e.device->device())) {
+      const auto& bc = balloon->counters();
+      c["target_bytes"] = balloon->target_bytes();
+      c["actual_bytes"] = balloon->actual_bytes();
+      c["inflated_pages"] = bc.inflated_pages.load(std::memory_order_relaxed);
+      c["deflated_pages"] = bc.deflated_pages.load(std::memory_order_relaxed);
+      c["reported_bytes"] = bc.reported_bytes.load(std::memory_order_relaxed);
+      c["ignored_pfns"] = bc.ignored_pfns.load(std::memory_order_relaxed);
+      c["discard_errors"] = bc.discard_errors.load(std::memory_order_relaxed);
+      c["stats_updates"] = bc.stats_updates.load(std::memory_order_relaxed);
+      // Guest statistics (virtio 1.2 §5.5.6.3), those the driver reported.
+      for (size_t tag = 0; tag < virtio::kBalloonStatCount; ++tag)
+        if (auto v = balloon->stat(tag)) c[std::string(virtio::balloon_stat_name(tag))] = *v;
       continue;
     }
     auto* blk = dynamic_cast<virtio::VirtioBlock*>(&e.device->device());

@@ -43,6 +43,7 @@ class PciRoot;
 }
 namespace virtio {
 class VirtioPciDevice;
+class VirtioBalloon;
 }
 class GsiLine;
 class VirtioWorker;
@@ -110,6 +111,9 @@ class PciDevices {
   // Per-device counters for vm.counters ("blk0": read_ops, ...).
   [[nodiscard]] std::map<std::string, std::map<std::string, uint64_t>> counters() const;
 
+  // The --balloon device (vm.resize desired_balloon, vm.info); null without one.
+  [[nodiscard]] virtio::VirtioBalloon* balloon() const { return balloon_; }
+
  private:
   PciDevices(Bus& pio, Bus& mmio);
   [[nodiscard]] Result<> add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name);
@@ -130,6 +134,7 @@ class PciDevices {
   VirtioEventSink device_events_;
   std::unique_ptr<CharBackend> console_backend_;
   std::unique_ptr<InputPump> console_input_;  // calls into console0: stopped first
+  virtio::VirtioBalloon* balloon_ = nullptr;  // owned by its entry in devices_
 };
 
 }  // namespace skiff

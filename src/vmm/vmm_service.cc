@@ -3,6 +3,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 
@@ -321,7 +322,36 @@ VmmResult<VmInfo> VmmService::info() {
   std::lock_guard command(command_mu_);
   std::lock_guard lock(state_mu_);
   if (state_ == VmState::kNone) return error(Kind::kNotCreated, "no VM has been created");
-  return VmInfo{state_, config_, config_.memory_size};
+  // Cloud Hypervisor: RAM minus what the balloon holds (what the guest's
+  // driver reports in config `actual`, virtio 1.2 §5.5.4).
+  uint64_t actual = config_.memory_size;
+  if (machine_ && (state_ == VmState::kRunning || state_ == VmState::kPaused))
+    if (auto b = machine_->balloon_actual_bytes()) actual -= std::min(*b, actual);
+  return VmInfo{state_, config_, actual};
+}
+
+VmmResult<> VmmService::resize_balloon(uint64_t bytes) {
+  std::lock_guard command(command_mu_);
+  VmState s = state();
+  if (s == VmState::kNone) return error(Kind::kNotCreated, "cannot resize: no VM has been created");
+  uint64_t ram;
+  {
+    std::lock_guard lock(state_mu_);
+    if (!config_.balloon)
+      return error(Kind::kInvalidConfig,
+                   "desired_balloon: the VM has no balloon (create it with --balloon or a "
+                   "VmConfig balloon)");
+    ram = config_.memory_size;
+  }
+  if (bytes > ram)
+    return error(Kind::kInvalidConfig,
+                 fmt::format("desired_balloon {} is larger than guest RAM ({} bytes)", bytes, ram));
+  if (machine_ && (s == VmState::kRunning || s == VmState::kPaused))
+    if (auto r = machine_->resize_balloon(bytes); !r)
+      return error(Kind::kInvalidConfig, r.error().what());
+  std::lock_guard lock(state_mu_);
+  if (config_.balloon) config_.balloon->size = bytes;  // a later boot starts from it
+  return {};
 }
 
 VmmResult<CounterMap> VmmService::counters() {

@@ -94,6 +94,12 @@ class VmmControl {
   [[nodiscard]] virtual VmmResult<> delete_vm() = 0;
   [[nodiscard]] virtual VmmResult<VmInfo> info() = 0;
   [[nodiscard]] virtual VmmResult<CounterMap> counters() = 0;
+  // vm.resize desired_balloon: the balloon's new target in bytes (config
+  // num_pages; the guest's driver inflates or deflates to it). Before boot
+  // it only changes the configuration the VM will boot with.
+  [[nodiscard]] virtual VmmResult<> resize_balloon(uint64_t /*bytes*/) {
+    return std::unexpected(VmmError{VmmError::Kind::kInvalidConfig, "no balloon support"});
+  }
   // Stops the VM (if any) and asks the process to exit.
   virtual void shutdown_vmm() = 0;
 };
@@ -123,6 +129,7 @@ class VmmService final : public VmmControl {
   VmmResult<> delete_vm() override;
   VmmResult<VmInfo> info() override;
   VmmResult<CounterMap> counters() override;
+  VmmResult<> resize_balloon(uint64_t bytes) override;
   void shutdown_vmm() override;
 
   // Blocks until shutdown_vmm() was called.
