@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "net/mac_address.h"
+
 namespace skiff::api {
 
 namespace {
@@ -217,6 +219,92 @@ Result<> parse_balloon(const json& j, VmConfig& c) {
   return {};
 }
 
+// TokenBucket: size and refill_time required, one_time_burst optional.
+Result<net::TokenBucketConfig> parse_token_bucket(const json& j, const std::string& path) {
+  SKIFF_TRY_VOID(check_fields(j, path,
+                              {{"size", Rule::kHandled, ""},
+                               {"one_time_burst", Rule::kHandled, ""},
+                               {"refill_time", Rule::kHandled, ""}}));
+  if (!has(j, "size") || !has(j, "refill_time"))
+    return fail("{}: size and refill_time (ms) are required", path);
+  constexpr uint64_t kMax = INT64_MAX;  // the schema's int64
+  net::TokenBucketConfig b;
+  b.size = SKIFF_TRY(get_uint(j, path, "size", 0, kMax));
+  b.refill_time_ms = SKIFF_TRY(get_uint(j, path, "refill_time", 0, kMax));
+  if (has(j, "one_time_burst"))
+    b.one_time_burst = SKIFF_TRY(get_uint(j, path, "one_time_burst", 0, kMax));
+  return b;
+}
+
+// NetConfig (one entry of "net"): a tap by name; the options --net has.
+Result<NetConfig> parse_net(const json& j, const std::string& path) {
+  SKIFF_TRY_VOID(check_fields(j, path,
+                              {{"tap", Rule::kHandled, ""},
+                               {"mac", Rule::kHandled, ""},
+                               {"num_queues", Rule::kHandled, ""},
+                               {"queue_size", Rule::kHandled, ""},
+                               {"id", Rule::kHandled, ""},
+                               {"rate_limiter_config", Rule::kHandled, ""},
+                               {"ip", Rule::kAbsent, "configuring the tap's address (ip)"},
+                               {"mask", Rule::kAbsent, "configuring the tap's address (mask)"},
+                               {"host_mac", Rule::kAbsent, "setting the tap's MAC (host_mac)"},
+                               {"mtu", Rule::kAbsent, "setting the MTU"},
+                               {"iommu", Rule::kFalse, "an IOMMU"},
+                               {"vhost_user", Rule::kFalse, "vhost-user net front ends"},
+                               {"vhost_socket", Rule::kAbsent, "vhost-user net front ends"},
+                               {"vhost_mode", Rule::kString, ""},
+                               {"pci_segment", Rule::kZero, "PCI segments"},
+                               {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"},
+                               {"offload_tso", Rule::kTrue, "turning TSO off"},
+                               {"offload_ufo", Rule::kTrue, "turning UFO off"},
+                               {"offload_csum", Rule::kTrue, "turning checksum offload off"}}));
+  NetConfig n;
+  n.tap = SKIFF_TRY(get_string(j, path, "tap"));
+  // Inherited fds cannot travel in JSON; Cloud Hypervisor would create a tap.
+  if (n.tap.empty()) return fail("{}.tap: required (the tap interface's name)", path);
+  if (n.tap.size() > 15 || n.tap.find_first_of("/ \t\n:") != std::string::npos)
+    return fail(
+        "{}.tap: '{}' is not a valid interface name (1-15 characters, no '/', ':' or "
+        "spaces)",
+        path, n.tap);
+  n.mac = SKIFF_TRY(get_string(j, path, "mac"));
+  if (!n.mac.empty()) {
+    auto mac = net::MacAddress::parse(n.mac);
+    if (!mac) return fail("{}.mac: {}", path, mac.error().message);
+    if (mac->is_multicast() || *mac == net::MacAddress{})
+      return fail("{}.mac: {} is not a unicast address", path, n.mac);
+  }
+  if (has(j, "num_queues")) {
+    // virtio 1.2 §5.1.2: rx/tx queues in pairs; at most 64 pairs, as --net.
+    n.num_queues = static_cast<uint16_t>(SKIFF_TRY(get_uint(j, path, "num_queues", 2, 128)));
+    if (n.num_queues % 2 != 0)
+      return fail("{}.num_queues: {} is odd (rx and tx queues come in pairs)", path, n.num_queues);
+  }
+  if (has(j, "queue_size")) {
+    n.queue_size = static_cast<uint16_t>(SKIFF_TRY(get_uint(j, path, "queue_size", 2, 32768)));
+    if ((n.queue_size & (n.queue_size - 1)) != 0)
+      return fail("{}.queue_size: {} is not a power of 2", path, n.queue_size);
+  }
+  n.id = SKIFF_TRY(get_string(j, path, "id"));
+  if (has(j, "rate_limiter_config")) {
+    const json& rl = j.at("rate_limiter_config");
+    std::string where = path + ".rate_limiter_config";
+    SKIFF_TRY_VOID(
+        check_fields(rl, where, {{"bandwidth", Rule::kHandled, ""}, {"ops", Rule::kHandled, ""}}));
+    if (has(rl, "bandwidth"))
+      n.rate_limiter.bandwidth =
+          SKIFF_TRY(parse_token_bucket(rl.at("bandwidth"), where + ".bandwidth"));
+    if (has(rl, "ops"))
+      n.rate_limiter.ops = SKIFF_TRY(parse_token_bucket(rl.at("ops"), where + ".ops"));
+  }
+  return n;
+}
+
+json token_bucket_to_json(const net::TokenBucketConfig& b) {
+  return json{
+      {"size", b.size}, {"one_time_burst", b.one_time_burst}, {"refill_time", b.refill_time_ms}};
+}
+
 }  // namespace
 
 Result<VmConfig> parse_vm_config(const json& j) {
@@ -228,7 +316,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
                                {"console", Rule::kHandled, ""},
                                {"rate_limit_groups", Rule::kEmpty, "rate limit groups"},
                                {"disks", Rule::kEmpty, "virtio-blk (disks)"},
-                               {"net", Rule::kEmpty, "virtio-net (net)"},
+                               {"net", Rule::kHandled, ""},
                                {"rng", Rule::kAbsent, "virtio-rng (rng)"},
                                {"balloon", Rule::kHandled, ""},
                                {"fs", Rule::kEmpty, "virtio-fs"},
@@ -256,6 +344,12 @@ Result<VmConfig> parse_vm_config(const json& j) {
   if (has(j, "cpus")) SKIFF_TRY_VOID(parse_cpus(j.at("cpus"), c));
   if (has(j, "memory")) SKIFF_TRY_VOID(parse_memory(j.at("memory"), c));
   if (has(j, "serial")) c.serial = SKIFF_TRY(parse_char_mode(j.at("serial"), "serial", false));
+  if (has(j, "net")) {
+    const json& nets = j.at("net");
+    if (!nets.is_array()) return fail("net: expected an array, got {}", type_name(nets));
+    for (size_t i = 0; i < nets.size(); ++i)
+      c.nets.push_back(SKIFF_TRY(parse_net(nets[i], fmt::format("net[{}]", i))));
+  }
   if (has(j, "console")) {
     // Off: no virtio-console at all; Null: the device, output discarded.
     std::string backend = SKIFF_TRY(parse_char_mode(j.at("console"), "console", true));
@@ -326,6 +420,22 @@ json vm_config_to_json(const VmConfig& c) {
     out["balloon"] = {{"size", c.balloon->size},
                       {"deflate_on_oom", c.balloon->deflate_on_oom},
                       {"free_page_reporting", c.balloon->free_page_reporting}};
+  // Nets from fd=[..] have no tap name and cannot be stated in JSON.
+  for (const NetConfig& n : c.nets) {
+    if (n.tap.empty()) continue;
+    json net{{"tap", n.tap}, {"queue_size", n.queue_size}};
+    if (!n.mac.empty()) net["mac"] = n.mac;
+    if (n.num_queues != 0) net["num_queues"] = n.num_queues;
+    if (!n.id.empty()) net["id"] = n.id;
+    if (n.rate_limiter.limits()) {
+      json rl = json::object();
+      if (n.rate_limiter.bandwidth.limits())
+        rl["bandwidth"] = token_bucket_to_json(n.rate_limiter.bandwidth);
+      if (n.rate_limiter.ops.limits()) rl["ops"] = token_bucket_to_json(n.rate_limiter.ops);
+      net["rate_limiter_config"] = rl;
+    }
+    out["net"].push_back(net);
+  }
   return out;
 }
 

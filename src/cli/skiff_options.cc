@@ -5,6 +5,7 @@
 
 #include "base/version.h"
 #include "cli/kv_options.h"
+#include "cli/memory_options.h"
 #include "cli/net_options.h"
 #include "vmm/exit_status.h"
 
@@ -35,6 +36,8 @@ struct RawOptions {
   int verbosity = 0;
   bool no_reboot = false;
   std::vector<std::string> disks;
+  std::vector<std::string> memory_zones;
+  bool memory_given = false;
   std::vector<std::string> nets;
   std::string rng;
   bool rng_given = false;
@@ -137,13 +140,7 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     a.vm.boot_cpus =
         static_cast<uint32_t>(SKIFF_TRY(parse_uint("--cpus boot", it->second, 1, kMaxVcpus)));
 
-  auto mem = SKIFF_TRY(parse_kv("--memory", o.memory, {"size"}));
-  if (auto it = mem.find("size"); it != mem.end())
-    a.vm.memory_size = SKIFF_TRY(parse_size("--memory size", it->second));
-  if (a.vm.memory_size < kMinMemory)
-    return fail("--memory: size={} is below the minimum of {} MiB", mem["size"], kMinMemory >> 20);
-  if (a.vm.memory_size % 4096 != 0)
-    return fail("--memory: size={} is not a multiple of 4 KiB", mem["size"]);
+  SKIFF_TRY_VOID(parse_memory(o.memory, o.memory_given, o.memory_zones, a.vm));
 
   a.vm.serial = o.serial;
   a.vm.console = SKIFF_TRY(parse_console(o.console));
@@ -197,8 +194,22 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   app.add_option("--cmdline", o.cmdline, "Kernel command line")->type_name("STR");
   app.add_option("--cpus", o.cpus, "vCPUs: boot=N (1-255, default 1)")->type_name("boot=N");
   app.add_option("--memory", o.memory,
-                 "Guest RAM: size=SIZE with an optional K/M/G/T suffix (default 512M, minimum 8M)")
-      ->type_name("size=SIZE");
+                 "Guest RAM: size=SIZE with an optional K/M/G/T suffix (default 512M, minimum "
+                 "8M; 0 with --memory-zone); shared=on (memfd, MAP_SHARED: needed by vhost-user "
+                 "devices); hugepages=on (hugetlb memfd from the host's reserved pool, which "
+                 "must have enough free pages: skiff refuses rather than fall back), "
+                 "hugepage_size=2M|1G (default 2M); mergeable=on (KSM may merge identical "
+                 "pages; private memory only); prefault=on (allocate all RAM at start); "
+                 "host_numa_node=N (mbind to host node N); thp=on|off (advise transparent huge "
+                 "pages; default: the host's policy)")
+      ->type_name("size=SIZE[,...]");
+  app.add_option("--memory-zone", o.memory_zones,
+                 "A piece of guest RAM with its own backing (repeatable; needs --memory size=0 "
+                 "or no --memory): id=ID (for --numa memory_zones), size=SIZE, and shared, "
+                 "hugepages, hugepage_size, mergeable, prefault, host_numa_node as for "
+                 "--memory. Zones follow each other in guest physical memory in the order "
+                 "given (split at the PCI hole below 4 GiB)")
+      ->type_name("id=ID,size=SIZE[,...]");
   app.add_option("--serial", o.serial,
                  "16550 UART at 0x3f8 (COM1): tty (stdin/stdout, raw mode on a terminal), "
                  "pty (prints the pty path), file=PATH (output only), off (default tty)")
@@ -265,6 +276,7 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   }
   o.rng_given = rng->count() > 0;
   o.serial_given = app.count("--serial") > 0;
+  o.memory_given = app.count("--memory") > 0;
   auto args = to_args(o);
   if (!args) return EarlyExit{kExitUsage, fmt::format("skiff: {}\n", args.error().what())};
   return *args;

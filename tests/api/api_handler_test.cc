@@ -221,7 +221,8 @@ TEST(VmConfigJson, DevicesSkiffLacksAreRefusedNotIgnored) {
   EXPECT_NE(
       err(R"("disks":[{"path":"/d"}])").find("disks: virtio-blk (disks) is not supported yet"),
       std::string::npos);
-  EXPECT_NE(err(R"("net":[{"tap":"t"}])").find("net: virtio-net (net) is not supported yet"),
+  EXPECT_NE(err(R"("net":[{"tap":"t","vhost_user":true}])")
+                .find("net[0].vhost_user: vhost-user net front ends is not supported yet"),
             std::string::npos);
   EXPECT_NE(
       err(R"("rng":{"src":"/dev/urandom"})").find("rng: virtio-rng (rng) is not supported yet"),

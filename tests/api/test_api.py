@@ -230,7 +230,7 @@ class Errors(SkiffTest):
             ({"payload": {"kernel": guest("hello")}, "memory": {"size": 12345}}, ["memory.size"]),
             ({"payload": {}}, ["payload.kernel"]),
             ({"payload": {"kernel": guest("hello")}, "disks": [{"path": "/tmp/x"}]}, ["disks", "not supported yet"]),
-            ({"payload": {"kernel": guest("hello")}, "net": [{"tap": "tap0"}]}, ["net", "not supported yet"]),
+            ({"payload": {"kernel": guest("hello")}, "net": [{"tap": "tap0", "vhost_user": True}]}, ["net[0].vhost_user", "not supported yet"]),
             ({"payload": {"kernel": guest("hello")}, "rng": {"src": "/dev/urandom"}}, ["rng", "not supported yet"]),
         ]:
             self.assertError(self.skiff.curl("PUT", "vm.create", json.dumps(cfg)), 400, *words)
