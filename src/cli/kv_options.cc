@@ -7,11 +7,8 @@
 
 namespace skiff::cli {
 
-namespace {
-
-// Splits at top-level commas (not inside [...]).
-Result<std::vector<std::string_view>> split_items(std::string_view option,
-                                                  std::string_view value) {
+Result<std::vector<std::string_view>> split_top_level(std::string_view option,
+                                                      std::string_view value) {
   std::vector<std::string_view> items;
   int depth = 0;
   size_t start = 0;
@@ -28,13 +25,11 @@ Result<std::vector<std::string_view>> split_items(std::string_view option,
   return items;
 }
 
-}  // namespace
-
 Result<KvMap> parse_kv(std::string_view option, std::string_view value,
                        std::initializer_list<std::string_view> allowed,
                        std::string_view bare_key) {
   KvMap out;
-  auto items = SKIFF_TRY(split_items(option, value));
+  auto items = SKIFF_TRY(split_top_level(option, value));
   for (std::string_view item : items) {
     if (item.empty()) return fail("{}: empty item in '{}'", option, value);
     std::string_view key, val;

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -21,6 +22,11 @@ using KvMap = std::map<std::string, std::string, std::less<>>;
 [[nodiscard]] Result<KvMap> parse_kv(std::string_view option, std::string_view value,
                                      std::initializer_list<std::string_view> allowed,
                                      std::string_view bare_key = {});
+
+// Splits `value` at the commas that are not inside [...] ("a=1,b=[2,3]" ->
+// "a=1", "b=[2,3]"); unbalanced brackets are an error naming `option`.
+[[nodiscard]] Result<std::vector<std::string_view>> split_top_level(std::string_view option,
+                                                                    std::string_view value);
 
 // "512M", "2G", "1048576", "4K": bytes. Suffixes K, M, G, T (powers of 1024,
 // either case, optional trailing 'B' or 'iB').

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/version.h"
+#include "cli/cpu_options.h"
 #include "cli/kv_options.h"
 #include "cli/memory_options.h"
 #include "cli/net_options.h"
@@ -36,6 +37,7 @@ struct RawOptions {
   int verbosity = 0;
   bool no_reboot = false;
   std::vector<std::string> disks;
+  std::vector<std::string> numa;
   std::vector<std::string> memory_zones;
   bool memory_given = false;
   std::vector<std::string> nets;
@@ -135,10 +137,8 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
   a.vm.cmdline = o.cmdline;
   a.vm.no_reboot = o.no_reboot;
 
-  auto cpus = SKIFF_TRY(parse_kv("--cpus", o.cpus, {"boot"}));
-  if (auto it = cpus.find("boot"); it != cpus.end())
-    a.vm.boot_cpus =
-        static_cast<uint32_t>(SKIFF_TRY(parse_uint("--cpus boot", it->second, 1, kMaxVcpus)));
+  SKIFF_TRY_VOID(parse_cpus(o.cpus, a.vm));
+  for (const auto& n : o.numa) a.vm.numa.push_back(SKIFF_TRY(parse_numa(n)));
 
   SKIFF_TRY_VOID(parse_memory(o.memory, o.memory_given, o.memory_zones, a.vm));
 
@@ -192,7 +192,14 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "Initial ramdisk (Linux initrd, PVH module 0, Multiboot module)")
       ->type_name("PATH");
   app.add_option("--cmdline", o.cmdline, "Kernel command line")->type_name("STR");
-  app.add_option("--cpus", o.cpus, "vCPUs: boot=N (1-255, default 1)")->type_name("boot=N");
+  app.add_option("--cpus", o.cpus,
+                 "vCPUs: boot=N (1-255, default 1); max=M (default N: vCPUs above N are "
+                 "listed in ACPI as hotpluggable, but hotplug is not implemented yet); "
+                 "topology=T:C:D:P threads per core, cores per die, dies per package, packages "
+                 "(product = max; seen in CPUID 0xB/0x1F and the MADT's APIC IDs); "
+                 "affinity=[V@[H,...],...] pins vCPU V's thread to host CPUs H (lists take "
+                 "ranges, e.g. 0@[2-3],1@[4]; host CPUs must be ones skiff may run on)")
+      ->type_name("boot=N[,max=M][,topology=T:C:D:P][,affinity=[...]]");
   app.add_option("--memory", o.memory,
                  "Guest RAM: size=SIZE with an optional K/M/G/T suffix (default 512M, minimum "
                  "8M; 0 with --memory-zone); shared=on (memfd, MAP_SHARED: needed by vhost-user "
@@ -210,6 +217,12 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "--memory. Zones follow each other in guest physical memory in the order "
                  "given (split at the PCI hole below 4 GiB)")
       ->type_name("id=ID,size=SIZE[,...]");
+  app.add_option("--numa", o.numa,
+                 "Guest NUMA node (repeatable; ACPI SRAT and SLIT): guest_numa_id=N (0..nodes-1), "
+                 "cpus=[0-1,4] its vCPUs, memory_zones=[z0,...] its --memory-zone ids (without "
+                 "any, all RAM is on node 0), distances=[1@20,...] SLIT distances to other "
+                 "nodes (11-255, default 20; 10 to itself)")
+      ->type_name("guest_numa_id=N[,...]");
   app.add_option("--serial", o.serial,
                  "16550 UART at 0x3f8 (COM1): tty (stdin/stdout, raw mode on a terminal), "
                  "pty (prints the pty path), file=PATH (output only), off (default tty)")

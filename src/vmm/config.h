@@ -9,6 +9,8 @@
 
 #include "net/rate_limiter.h"
 
+#include "vmm/cpu_config.h"
+
 #include "memory/ram_options.h"
 
 namespace skiff {
@@ -85,6 +87,14 @@ struct VmConfig {
   uint32_t boot_cpus = 1;
   uint64_t memory_size = 512ull << 20;  // all guest RAM (with zones: their sum)
   MemoryConfig memory;
+
+  // vCPU placement (--cpus max/topology/affinity) and the guest NUMA
+  // nodes (--numa); vmm/cpu_placement.h validates them.
+  uint32_t max_cpus = 0;                      // 0: boot_cpus (no hotpluggable vCPUs)
+  std::optional<CpuTopologyConfig> topology;  // none: one socket of single-threaded cores
+  std::vector<VcpuAffinity> affinity;         // vCPUs not listed run anywhere
+  std::vector<NumaNodeConfig> numa;           // empty: no SRAT/SLIT
+  [[nodiscard]] uint32_t effective_max_cpus() const { return max_cpus == 0 ? boot_cpus : max_cpus; }
 
   // The 16550 at 0x3f8: "tty", "off", "pty" or "file=PATH".
   std::string serial = "tty";

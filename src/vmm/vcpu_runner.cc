@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "vmm/cpu_placement.h"
 #include "vmm/vcpu_dump.h"
 
 namespace skiff {
@@ -62,8 +63,16 @@ void VcpuRunner::install_kick_handler() {
 void VcpuRunner::start() {
   running_ = true;
   thread_ = std::thread([this] {
-    std::string name = fmt::format("vcpu{}", vcpu_.id());
+    std::string name = fmt::format("vcpu{}", placement_.index);
     pthread_setname_np(pthread_self(), name.c_str());
+    if (!placement_.host_cpus.empty()) {
+      if (auto r = pin_thread(pthread_self(), placement_.host_cpus); !r) {
+        ctx_.stop(Outcome{StopReason::kHostError, 0,
+                          fmt::format("vCPU {}: {}", placement_.index, r.error().what())});
+        running_ = false;
+        return;
+      }
+    }
     loop();
     running_ = false;
   });
@@ -81,7 +90,7 @@ void VcpuRunner::join() {
 void VcpuRunner::fail(std::string what) {
   Outcome o;
   o.reason = StopReason::kGuestFailure;
-  o.detail = fmt::format("vCPU {}: {}\n{}", vcpu_.id(), what, dump_vcpu(vcpu_, *ctx_.memory));
+  o.detail = fmt::format("vCPU {}: {}\n{}", placement_.index, what, dump_vcpu(vcpu_, *ctx_.memory));
   ctx_.stop(std::move(o));
 }
 

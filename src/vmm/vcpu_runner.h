@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "devices/bus.h"
 #include "kvm/kvm.h"
@@ -26,18 +27,29 @@ struct VcpuContext {
   std::function<void(Outcome)> stop;
 };
 
+// Which vCPU a runner is (its index, which names the thread `vcpuN`; the
+// KVM vCPU id is its APIC ID, which differs when the topology is not flat)
+// and the host CPUs its thread is pinned to (empty: not pinned).
+struct VcpuPlacement {
+  uint32_t index = 0;
+  std::vector<uint32_t> host_cpus;
+};
+
 // KVM exit reasons are small integers (KVM_EXIT_*); one counter each.
 inline constexpr size_t kMaxExitReason = 64;
 using ExitCounts = std::array<uint64_t, kMaxExitReason>;
 
 class VcpuRunner {
  public:
-  VcpuRunner(kvm::Vcpu vcpu, VcpuContext ctx) : vcpu_(std::move(vcpu)), ctx_(std::move(ctx)) {}
+  VcpuRunner(kvm::Vcpu vcpu, VcpuContext ctx, VcpuPlacement placement)
+      : vcpu_(std::move(vcpu)), ctx_(std::move(ctx)), placement_(std::move(placement)) {}
   ~VcpuRunner() { join(); }
   VcpuRunner(const VcpuRunner&) = delete;
   VcpuRunner& operator=(const VcpuRunner&) = delete;
 
   [[nodiscard]] kvm::Vcpu& vcpu() { return vcpu_; }
+  // Starts the thread; it names itself and applies the pinning before its
+  // first KVM_RUN (a pinning failure stops the VM as a host error).
   void start();
   // Makes KVM_RUN return promptly (immediate_exit + a signal to the thread).
   void kick();
@@ -58,6 +70,7 @@ class VcpuRunner {
 
   kvm::Vcpu vcpu_;
   VcpuContext ctx_;
+  VcpuPlacement placement_;
   std::thread thread_;
   std::atomic<bool> running_{false};
   std::array<std::atomic<uint64_t>, kMaxExitReason> exit_counts_{};

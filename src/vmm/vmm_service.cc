@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "vmm/cpu_placement.h"
 #include "vmm/machine.h"
 
 namespace skiff {
@@ -140,6 +141,8 @@ VmmResult<> VmmService::create(const VmConfig& config) {
   if (config.boot_cpus == 0 || config.boot_cpus > kMaxVcpus)
     return error(Kind::kInvalidConfig, fmt::format("cpus.boot_vcpus={} is out of range [1, {}]",
                                                    config.boot_cpus, kMaxVcpus));
+  if (auto r = validate_cpu_placement(config); !r)
+    return error(Kind::kInvalidConfig, r.error().what());
   if (config.memory_size < kMinMemory || config.memory_size % 4096 != 0)
     return error(Kind::kInvalidConfig,
                  fmt::format("memory.size={} must be a multiple of 4096 and at least {}",

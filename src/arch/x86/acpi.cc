@@ -175,6 +175,56 @@ Bytes build_mcfg() {
   return finish(std::move(t));
 }
 
+// SRAT (§5.2.16), revision 3: which proximity domain each processor and
+// each RAM range belongs to. Every vCPU a node lists is flagged Enabled,
+// including the hotpluggable ones above boot_cpus, so the guest knows their
+// node before they arrive (as QEMU does). Processors first, then memory.
+Bytes build_srat(const AcpiConfig& c, const CpuTopology& topo) {
+  TableBytes t = header("SRAT", 3);
+  t.u32(1);  // reserved, 1 for backward compatibility (Table 5.62)
+  t.u64(0);  // reserved
+  for (uint32_t domain = 0; domain < c.numa_nodes.size(); ++domain) {
+    const AcpiNumaNode& node = c.numa_nodes[domain];
+    for (uint32_t cpu : node.cpus) {
+      // Processor Local APIC/SAPIC Affinity (§5.2.16.1, Table 5.63).
+      t.u8(0);
+      t.u8(16);
+      t.u8(domain & 0xff);  // Proximity Domain [7:0]
+      t.u8(apic_id(topo, cpu));
+      t.u32(1);                    // Flags: Enabled
+      t.u8(0);                     // Local SAPIC EID
+      t.u8((domain >> 8) & 0xff);  // Proximity Domain [31:8]
+      t.u8((domain >> 16) & 0xff);
+      t.u8((domain >> 24) & 0xff);
+      t.u32(0);  // Clock Domain
+    }
+  }
+  for (uint32_t domain = 0; domain < c.numa_nodes.size(); ++domain) {
+    for (const auto& r : c.numa_nodes[domain].memory) {
+      // Memory Affinity (§5.2.16.2, Table 5.64).
+      t.u8(1);
+      t.u8(40);
+      t.u32(domain);
+      t.u16(0);       // reserved
+      t.u64(r.gpa);   // Base Address Low, High
+      t.u64(r.size);  // Length Low, High
+      t.u32(0);       // reserved
+      t.u32(1);       // Flags: Enabled (not hot-pluggable, not non-volatile)
+      t.u64(0);       // reserved
+    }
+  }
+  return finish(std::move(t));
+}
+
+// SLIT (§5.2.17): the N x N matrix of relative distances between localities,
+// row i being node i's distances.
+Bytes build_slit(const AcpiConfig& c) {
+  TableBytes t = header("SLIT", 1);
+  t.u64(c.numa_nodes.size());  // Number of System Localities
+  for (const auto& node : c.numa_nodes) t.append(node.distances);
+  return finish(std::move(t));
+}
+
 Bytes build_dsdt(const Bytes& aml_body) {
   // Revision 2: integers are 64 bits, needed for the 64-bit MMIO window
   // (§19.6.29 DefinitionBlock ComplianceRevision).
@@ -236,11 +286,43 @@ class TableArea {
   std::vector<std::pair<uint64_t, Bytes>> placed_;
 };
 
+// The SRAT/SLIT rules a guest relies on: one locality per node, a square
+// distance matrix with 10 on the diagonal and more off it, each vCPU in at
+// most one node, non-empty RAM ranges that do not wrap.
+Result<> validate_numa(const AcpiConfig& c, uint32_t max_cpus) {
+  size_t n = c.numa_nodes.size();
+  if (n > 255) return fail("ACPI SLIT: {} NUMA nodes, at most 255", n);
+  std::vector<bool> seen(max_cpus, false);
+  for (size_t i = 0; i < n; ++i) {
+    const AcpiNumaNode& node = c.numa_nodes[i];
+    if (node.distances.size() != n)
+      return fail("ACPI SLIT: node {} has {} distances for {} nodes", i, node.distances.size(), n);
+    for (size_t j = 0; j < n; ++j) {
+      uint8_t d = node.distances[j];
+      if (i == j && d != 10)
+        return fail("ACPI SLIT: node {} distance to itself is {}, not 10", i, d);
+      if (i != j && d <= 10)
+        return fail("ACPI SLIT: distance {} from node {} to node {} must be above 10", d, i, j);
+    }
+    for (uint32_t cpu : node.cpus) {
+      if (cpu >= max_cpus) return fail("ACPI SRAT: node {} lists vCPU {} of {}", i, cpu, max_cpus);
+      if (seen[cpu]) return fail("ACPI SRAT: vCPU {} is in two NUMA nodes", cpu);
+      seen[cpu] = true;
+    }
+    for (const auto& r : node.memory)
+      if (r.size == 0 || r.gpa > UINT64_MAX - r.size)
+        return fail("ACPI SRAT: node {} memory range {:#x}+{:#x} is empty or wraps", i, r.gpa,
+                    r.size);
+  }
+  return {};
+}
+
 Result<> validate(const AcpiConfig& c, uint32_t max_cpus, const CpuTopology& topo) {
   if (c.boot_cpus == 0) return fail("ACPI: need at least one boot vCPU");
   if (max_cpus < c.boot_cpus)
     return fail("ACPI: max_cpus {} is below boot_cpus {}", max_cpus, c.boot_cpus);
   if (auto r = validate_topology(topo, max_cpus); !r) return context(r.error(), "ACPI MADT");
+  SKIFF_TRY_VOID(validate_numa(c, max_cpus));
   if (c.pci_mmio64_size != 0 && c.pci_mmio64_start > UINT64_MAX - c.pci_mmio64_size + 1)
     return fail("ACPI: 64-bit PCI window {:#x}+{:#x} wraps around", c.pci_mmio64_start,
                 c.pci_mmio64_size);
@@ -265,6 +347,10 @@ Result<uint64_t> write_acpi_tables(const GuestMemory& mem, const AcpiConfig& con
       SKIFF_TRY(area.place(build_madt(config, max_cpus, topo))),
       SKIFF_TRY(area.place(build_mcfg())),
   };
+  if (!config.numa_nodes.empty()) {
+    xsdt_entries.push_back(SKIFF_TRY(area.place(build_srat(config, topo))));
+    xsdt_entries.push_back(SKIFF_TRY(area.place(build_slit(config))));
+  }
   uint64_t xsdt = SKIFF_TRY(area.place(build_xsdt(xsdt_entries)));
 
   SKIFF_TRY_VOID(area.write(mem));

@@ -1,5 +1,6 @@
-// ACPI tables for skiff's x86 machine: RSDP, XSDT, FADT, DSDT, MADT, MCFG,
-// written into guest memory at the addresses layout.h reserves for them.
+// ACPI tables for skiff's x86 machine: RSDP, XSDT, FADT, DSDT, MADT, MCFG
+// and, for a NUMA guest, SRAT and SLIT, written into guest memory at the
+// addresses layout.h reserves for them.
 //
 // The machine is a HW-reduced ACPI platform (ACPI 6.5 §4.1): no PM1/GPE
 // register blocks, no SMI command port, no FACS. Power-off and reset go
@@ -9,7 +10,7 @@
 // segment with bus 0 only (MCFG plus the host bridge in the DSDT).
 //
 // Growing it: a table is one builder function and one line in
-// write_acpi_tables (SRAT/SLIT for NUMA go there); a device under \_SB is an
+// write_acpi_tables; a device under \_SB is an
 // aml term in AcpiConfig::extra_devices (a Generic Event Device for CPU and
 // memory hotplug goes there).
 #pragma once
@@ -24,6 +25,20 @@
 #include "memory/guest_memory.h"
 
 namespace skiff::x86 {
+
+// One guest NUMA node for the SRAT and SLIT (ACPI 6.5 §5.2.16, §5.2.17).
+// Node i of AcpiConfig::numa_nodes is proximity domain i and SLIT locality i.
+struct AcpiNumaNode {
+  struct Range {
+    uint64_t gpa = 0;
+    uint64_t size = 0;
+  };
+  std::vector<uint32_t> cpus;  // vCPU indices; the SRAT gives their topology APIC IDs
+  std::vector<Range> memory;   // guest physical RAM ranges on this node
+  // Distance to node 0..N-1: 10 to itself, more than 10 to the others
+  // (§5.2.17: 10 is local; Linux ignores a SLIT that breaks either rule).
+  std::vector<uint8_t> distances;
+};
 
 // OEM ID in every table header (6 bytes, space padded).
 inline constexpr char kAcpiOemId[] = "SKIFF ";
@@ -48,6 +63,9 @@ struct AcpiConfig {
   // An i8042 controller is at ports 0x60/0x64 (FADT IAPC_BOOT_ARCH bit 1;
   // Linux skips probing it when the bit is clear).
   bool i8042 = true;
+
+  // Guest NUMA nodes: when not empty, an SRAT and a SLIT describe them.
+  std::vector<AcpiNumaNode> numa_nodes;
 
   // Extra devices placed in \_SB after the built-in ones (e.g. a Generic
   // Event Device, ACPI0013), each an encoded aml::device term.

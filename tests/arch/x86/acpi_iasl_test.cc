@@ -142,5 +142,40 @@ TEST_F(AcpiIasl, FadtDisassemblyShowsHwReducedAndTheRegisters) {
   EXPECT_NE(dsl.find("0000000000000602"), std::string::npos) << dsl;  // reset
 }
 
+TEST_F(AcpiIasl, SratAndSlitDisassembleWithTheirEntries) {
+  AcpiConfig c;
+  c.boot_cpus = 4;
+  c.topology = CpuTopology{1, 3, 1, 2};  // 6 vCPUs: APIC IDs 0,1,2,4,5,6
+  c.max_cpus = 6;
+  c.numa_nodes = {{{0, 1, 2}, {{0, 0x80000000}}, {10, 21}},
+                  {{3, 4, 5}, {{0x100000000, 0x40000000}}, {21, 10}}};
+  auto sigs = dump(c);
+  ASSERT_EQ(sigs.size(), 7u);  // + SRAT, SLIT
+  for (const char* sig : {"SRAT", "SLIT"}) {
+    CommandResult r = disassemble(sig);
+    ASSERT_EQ(r.status, 0) << sig << ":\n" << r.output;
+    std::string dsl = slurp(dir_ / (std::string(sig) + ".dsl"));
+    EXPECT_EQ(dsl.find("Incorrect checksum"), std::string::npos) << dsl;
+    EXPECT_EQ(dsl.find("Invalid"), std::string::npos) << dsl;
+    EXPECT_EQ(dsl.find("**** Unknown"), std::string::npos) << dsl;
+  }
+  std::string srat = slurp(dir_ / "SRAT.dsl");
+  // iasl prints one "Subtable Type" block per entry: 6 processors + 2 ranges.
+  size_t processors = 0, memories = 0;
+  for (size_t p = 0; (p = srat.find("Processor Local APIC/SAPIC Affinity", p)) != std::string::npos;
+       ++p)
+    ++processors;
+  for (size_t p = 0; (p = srat.find("Memory Affinity", p)) != std::string::npos; ++p) ++memories;
+  EXPECT_EQ(processors, 6u) << srat;
+  EXPECT_EQ(memories, 2u) << srat;
+  EXPECT_NE(srat.find("Apic ID : 06"), std::string::npos) << srat;  // vCPU 5, socket 1 core 2
+  EXPECT_NE(srat.find("Base Address : 0000000100000000"), std::string::npos) << srat;
+  EXPECT_NE(srat.find("Address Length : 0000000040000000"), std::string::npos) << srat;
+  std::string slit = slurp(dir_ / "SLIT.dsl");
+  EXPECT_NE(slit.find("Localities : 0000000000000002"), std::string::npos) << slit;
+  EXPECT_NE(slit.find("Locality   0 : 0A 15"), std::string::npos) << slit;
+  EXPECT_NE(slit.find("Locality   1 : 15 0A"), std::string::npos) << slit;
+}
+
 }  // namespace
 }  // namespace skiff::x86
