@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "devices/ged.h"
 #include "virtio/devices/balloon.h"
+#include "vmm/cpu_placement.h"
 #include "vmm/host_info.h"
 #include "vmm/machine_devices.h"
 #include "vmm/memory_layout.h"
@@ -74,6 +75,10 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   if (config.boot_cpus == 0 || config.boot_cpus > kMaxVcpus)
     return config_error({fmt::format("--cpus: boot={} is out of range [1, {}]", config.boot_cpus,
                                      kMaxVcpus)});
+  // --cpus max/topology/affinity and --numa, against the host's CPUs.
+  if (auto r = validate_cpu_placement(config); !r) return config_error(r.error());
+  if (auto r = acpi_numa_nodes(config, memory_zone_layout(config)); !r)
+    return config_error(r.error());
   if (config.memory_size < kMinMemory)
     return config_error({fmt::format("--memory: size={} is below the minimum of {} MiB",
                                      config.memory_size, kMinMemory >> 20)});
@@ -94,9 +99,18 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
     if (auto r = m->kvm_.require_extension(cap, name); !r) return host_error(r.error());
   }
   int max_vcpus = m->kvm_.check_extension(KVM_CAP_MAX_VCPUS);
-  if (max_vcpus > 0 && config.boot_cpus > static_cast<uint32_t>(max_vcpus))
-    return config_error({fmt::format("--cpus: boot={} exceeds this host's KVM limit of {}",
-                                     config.boot_cpus, max_vcpus)});
+  if (max_vcpus > 0 && config.effective_max_cpus() > static_cast<uint32_t>(max_vcpus))
+    return config_error({fmt::format("--cpus: max={} exceeds this host's KVM limit of {}",
+                                     config.effective_max_cpus(), max_vcpus)});
+  // KVM's vCPU id is the APIC ID (api.rst KVM_CREATE_VCPU), which the
+  // topology spreads out; KVM_CAP_MAX_VCPU_ID bounds it.
+  int max_vcpu_id = m->kvm_.check_extension(KVM_CAP_MAX_VCPU_ID);
+  auto topo = vcpu_topology(config);
+  uint32_t top_apic_id = x86::apic_id(topo, config.effective_max_cpus() - 1);
+  if (max_vcpu_id > 0 && top_apic_id >= static_cast<uint32_t>(max_vcpu_id))
+    return config_error({fmt::format("--cpus: the topology gives APIC ID {}, above this host's "
+                                     "KVM limit of {}",
+                                     top_apic_id, max_vcpu_id - 1)});
   auto cpuid = m->kvm_.supported_cpuid();
   if (!cpuid) return host_error(cpuid.error());
   m->supported_cpuid_ = std::move(*cpuid);
@@ -152,8 +166,12 @@ Result<> Machine::build() {
   const GuestMemory& mem = ram_.memory();
 
   // 3. Firmware tables the guest reads: ACPI (RSDP, XSDT, FADT, DSDT, MADT, MCFG).
+  auto topology = vcpu_topology(config_);
   x86::AcpiConfig acpi;
   acpi.boot_cpus = config_.boot_cpus;
+  acpi.max_cpus = config_.effective_max_cpus();
+  acpi.topology = topology;
+  acpi.numa_nodes = SKIFF_TRY(acpi_numa_nodes(config_, memory_zone_layout(config_)));
   pci::BarWindow mmio64 = pci_mmio64_window(config_.memory_size);
   acpi.pci_mmio64_start = mmio64.start;
   acpi.pci_mmio64_size = mmio64.end - mmio64.start;
@@ -175,15 +193,17 @@ Result<> Machine::build() {
 
   // 5. vCPUs: CPUID, MSRs and LAPIC LINT pins on each; boot registers on the
   //    BSP. APs wait in KVM for INIT/SIPI from the BSP (the MADT lists them).
-  auto topology = x86::CpuTopology::flat(config_.boot_cpus);
+  //    Only the boot vCPUs exist; the MADT and CPUID leave room for max
+  //    (CPU hotplug itself is not implemented yet).
   x86::CpuidOptions cpuid_options;
   cpuid_options.tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, &pause_gate_,
                   [this](Outcome o) { stop(std::move(o)); }};
   for (uint32_t i = 0; i < config_.boot_cpus; ++i) {
-    kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(i));
-    auto cpuid = SKIFF_TRY(
-        x86::build_cpuid(supported_cpuid_, i, config_.boot_cpus, topology, cpuid_options));
+    // The KVM vCPU id is the initial APIC ID; vCPU 0 (APIC ID 0) is the BSP.
+    kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(x86::apic_id(topology, i)));
+    auto cpuid = SKIFF_TRY(x86::build_cpuid(supported_cpuid_, i, config_.effective_max_cpus(),
+                                            topology, cpuid_options));
     SKIFF_TRY_VOID(vcpu.set_cpuid(cpuid));
     x86::MsrSupport msr_support{supported_msrs_, has_mtrr(cpuid)};
     SKIFF_TRY_VOID(vcpu.set_msrs(x86::boot_msrs(msr_support)));
@@ -197,7 +217,8 @@ Result<> Machine::build() {
       SKIFF_TRY_VOID(vcpu.set_fpu(initial_fpu()));
     }
     std::lock_guard control(control_mu_);
-    vcpus_.push_back(std::make_unique<VcpuRunner>(std::move(vcpu), ctx));
+    vcpus_.push_back(std::make_unique<VcpuRunner>(
+        std::move(vcpu), ctx, VcpuPlacement{i, vcpu_host_cpus(config_, i)}));
   }
   return {};
 }
