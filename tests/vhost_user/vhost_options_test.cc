@@ -47,5 +47,35 @@ TEST(VhostDiskOptions, ErrorsNameTheBadValue) {
   expect_error("path=/a,bogus=1", "bogus");
 }
 
+TEST(VhostNetOptions, ParsesQueuesMacAndSize) {
+  auto o = parse_vhost_net("tap0", 8, "52:54:00:ab:cd:ef", 512);
+  ASSERT_TRUE(o) << o.error().what();
+  EXPECT_EQ(o->tap, "tap0");
+  EXPECT_EQ(o->queue_pairs, 4);
+  EXPECT_EQ(o->net.mac.to_string(), "52:54:00:ab:cd:ef");
+  EXPECT_EQ(o->net.queue_size, 512);
+  EXPECT_FALSE(o->net.control_queue);  // the vhost-user front end keeps it
+}
+
+TEST(VhostNetOptions, DefaultMacIsLocalUnicast) {
+  auto o = parse_vhost_net("tap0", 2, "", 256);
+  ASSERT_TRUE(o);
+  EXPECT_FALSE(o->net.mac.is_multicast());
+  EXPECT_EQ(o->net.mac.bytes[0] & 2, 2);
+}
+
+TEST(VhostNetOptions, ErrorsNameTheBadValue) {
+  auto err = [](auto r) { return r ? std::string() : r.error().what(); };
+  EXPECT_NE(err(parse_vhost_net("tap0", 3, "", 256)).find("3"), std::string::npos);
+  EXPECT_NE(err(parse_vhost_net("tap0", 0, "", 256)).find("0"), std::string::npos);
+  EXPECT_NE(err(parse_vhost_net("tap0", 2, "52:54:00:zz:00:01", 256)).find("52:54:00:zz:00:01"),
+            std::string::npos);
+  EXPECT_NE(err(parse_vhost_net("tap0", 2, "01:00:5e:00:00:01", 256)).find("multicast"),
+            std::string::npos);
+  EXPECT_NE(err(parse_vhost_net("tap0", 2, "", 100)).find("100"), std::string::npos);
+  EXPECT_NE(err(parse_vhost_net("a-very-long-tap-name", 2, "", 256)).find("a-very-long-tap-name"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace skiff::cli

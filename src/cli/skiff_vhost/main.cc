@@ -4,6 +4,7 @@
 //
 //   skiff-vhost blk --socket PATH --disk path=P[,readonly=on][,num_queues=N]...
 //   skiff-vhost rng --socket PATH [--src /dev/urandom]
+//   skiff-vhost net --socket PATH --tap NAME [--num-queues N] [--mac M]
 //
 // The process keeps serving when a front end disconnects; SIGINT/SIGTERM
 // end it (exit 0). Usage errors exit 2, start-up failures 1.
@@ -18,8 +19,10 @@
 #include "base/log.h"
 #include "block/open_image.h"
 #include "cli/skiff_vhost/vhost_options.h"
+#include "net/tap.h"
 #include "vhost_user/server.h"
 #include "virtio/devices/blk.h"
+#include "virtio/devices/net.h"
 #include "virtio/devices/rng.h"
 
 namespace {
@@ -35,6 +38,18 @@ void log_blk_stats(const virtio::VirtioBlock& blk, uint16_t queues) {
     LOG_INFO("blk-q{}: reads={} read_bytes={} writes={} write_bytes={} flushes={} errors={}", i,
              s.read_ops.load(), s.read_bytes.load(), s.write_ops.load(), s.write_bytes.load(),
              s.flush_ops.load(), s.errors.load());
+  }
+}
+
+// One line per queue pair; the Linux multi-queue test reads these.
+void log_net_stats(const virtio::VirtioNet& net) {
+  for (uint16_t i = 0; i < net.max_queue_pairs(); ++i) {
+    const auto& s = net.stats(i);
+    LOG_INFO(
+        "net-q{}: rx_packets={} rx_bytes={} rx_dropped={} tx_packets={} tx_bytes={} "
+        "tx_dropped={} tx_errors={}",
+        i, s.rx_packets.load(), s.rx_bytes.load(), s.rx_dropped.load(), s.tx_packets.load(),
+        s.tx_bytes.load(), s.tx_dropped.load(), s.tx_errors.load());
   }
 }
 
@@ -80,7 +95,10 @@ int main(int argc, char** argv) {
       "  -chardev socket,id=c0,path=SOCK -device vhost-user-blk-pci,chardev=c0,num-queues=N\n"
       "  (or -device vhost-user-rng-pci,chardev=c0). QEMU's num-queues must not exceed\n"
       "  num_queues, its queue-size must not exceed queue_size.\n"
-      "Exit status: 0 after SIGINT/SIGTERM, 1 if the image or socket cannot be opened,\n"
+      "  net: -netdev vhost-user,id=n0,chardev=c0,queues=P\n"
+      "       -device virtio-net-pci,netdev=n0,mq=on,vectors=2P+2,mac=M (P = --num-queues / 2;\n"
+      "  QEMU keeps the control queue and its MAC; give it the same --mac).\n"
+      "Exit status: 0 after SIGINT/SIGTERM, 1 if the image, tap or socket cannot be opened,\n"
       "2 for a usage error.");
   int verbosity = 0;
   std::string log_file;
@@ -105,6 +123,26 @@ int main(int argc, char** argv) {
   rng->add_option("--socket", socket, "Unix socket path to listen on")->required();
   rng->add_option("--src", src, "Entropy source file (default: getrandom(2))");
 
+  std::string tap;
+  uint64_t net_queues = 2;
+  uint64_t net_queue_size = 256;
+  std::string mac;
+  auto* netc = app.add_subcommand(
+      "net", "virtio-net over a tap interface (QEMU: -netdev vhost-user + virtio-net-pci)");
+  netc->add_option("--socket", socket, "Unix socket path to listen on")->required();
+  netc->add_option("--tap", tap,
+                   "Tap interface to attach to (created if missing, which needs CAP_NET_ADMIN; "
+                   "with more than one queue pair it must be multi_queue)")
+      ->required();
+  netc->add_option("--num-queues", net_queues,
+                   "Virtqueues: 2 per queue pair (rx + tx), even, 2-64 (default 2); one tap "
+                   "queue per pair");
+  netc->add_option("--queue-size", net_queue_size,
+                   "Entries per virtqueue (power of 2, default 256)");
+  netc->add_option("--mac", mac,
+                   "MAC address reported in the config space (default: random, locally "
+                   "administered)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -122,6 +160,15 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     disk_opts = std::move(*d);
+  }
+  std::optional<cli::VhostNetOptions> net_opts;
+  if (netc->parsed()) {
+    auto n = cli::parse_vhost_net(tap, net_queues, mac, net_queue_size);
+    if (!n) {
+      fmt::print(stderr, "skiff-vhost: {}\n", n.error().what());
+      return kExitUsage;
+    }
+    net_opts = std::move(*n);
   }
   if (auto r = init_logging(verbosity, log_file); !r) {
     fmt::print(stderr, "skiff-vhost: {}\n", r.error().what());
@@ -151,6 +198,24 @@ int main(int argc, char** argv) {
     auto& device = **dev;
     int rc = serve(device, socket, stop->get(), [&] { log_blk_stats(device, queues); });
     log_blk_stats(device, queues);
+    return rc;
+  }
+  if (net_opts) {
+    auto backend = net::Tap::open(net_opts->tap, net_opts->queue_pairs);
+    if (!backend) {
+      fmt::print(stderr, "skiff-vhost: {}\n", backend.error().what());
+      return 1;
+    }
+    auto dev = virtio::VirtioNet::create(std::move(*backend), net_opts->net);
+    if (!dev) {
+      fmt::print(stderr, "skiff-vhost: {}\n", dev.error().what());
+      return 1;
+    }
+    auto& device = **dev;
+    LOG_INFO("skiff-vhost: net on tap {} with {} queue pair(s), mac {}", net_opts->tap,
+             net_opts->queue_pairs, net_opts->net.mac.to_string());
+    int rc = serve(device, socket, stop->get(), [&] { log_net_stats(device); });
+    log_net_stats(device);
     return rc;
   }
   auto dev = virtio::VirtioRng::create(src);

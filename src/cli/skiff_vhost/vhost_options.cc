@@ -49,4 +49,29 @@ Result<VhostDiskOptions> parse_vhost_disk(std::string_view value) {
   return o;
 }
 
+Result<VhostNetOptions> parse_vhost_net(std::string_view tap, uint64_t num_queues,
+                                        std::string_view mac, uint64_t queue_size) {
+  VhostNetOptions o;
+  if (tap.empty() || tap.size() > 15)
+    return fail("--tap: interface name '{}' must be 1 to 15 characters", tap);
+  o.tap = tap;
+  // One receive and one transmit queue per pair; the ring index limit
+  // (kMaxQueues) bounds the total.
+  if (num_queues < 2 || num_queues > kMaxQueues || num_queues % 2 != 0)
+    return fail("--num-queues: {} is not an even number in [2, {}] (2 per queue pair)", num_queues,
+                kMaxQueues);
+  o.queue_pairs = static_cast<uint16_t>(num_queues / 2);
+  if (queue_size < 2 || queue_size > 32768 || !std::has_single_bit(queue_size))
+    return fail("--queue-size: {} is not a power of 2 in [2, 32768]", queue_size);
+  o.net.queue_size = static_cast<uint16_t>(queue_size);
+  if (mac.empty()) {
+    o.net.mac = net::MacAddress::random_local();
+  } else {
+    o.net.mac = SKIFF_TRY(net::MacAddress::parse(mac));
+    if (o.net.mac.is_multicast()) return fail("--mac: {} is a multicast address", mac);
+  }
+  o.net.control_queue = false;
+  return o;
+}
+
 }  // namespace skiff::cli
