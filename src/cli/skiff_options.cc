@@ -239,7 +239,7 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
       ->type_name("path=PATH|fd=N");
   app.add_option("--event-monitor", o.event_monitor,
                  "Write one JSON object per lifecycle event (booting, booted, pausing, paused, "
-                 "resumed, shutdown, reboot, ...) to path=PATH or fd=N")
+                 "resumed, shutdown, reboot, virtio-device activated/reset, ...) to path=PATH or fd=N")
       ->type_name("path=PATH|fd=N");
   app.add_option("--log-file", o.log_file, "Write skiff's log to PATH instead of stderr")
       ->type_name("PATH");
