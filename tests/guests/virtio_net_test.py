@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Runs the virtio_net test guest (a polling virtio 1.x net driver) under QEMU
+(-netdev tap,vhost=off -device virtio-net-pci) or skiff (--net tap=...) and
+plays the host side on the tap: a raw packet socket that reads the frames
+the guest sends and writes the frames the guest must receive.
+
+  virtio_net_test.py --vmm qemu --elf virtio_net.pvh.elf
+  virtio_net_test.py --vmm skiff --skiff path/to/skiff --elf virtio_net.pvh.elf
+
+Everything happens inside a network namespace this script creates (ip netns
+add) and deletes: the tap, its traffic and the VMM live there; nothing leaves
+the machine. The tap is created (and the socket bound) before the VMM starts,
+so no frame can be missed. The MAC, the seed and thus every frame's bytes
+are chosen here at random. QEMU is the reference that proves the guest right:
+it uses KVM when /dev/kvm is there, else -accel tcg -cpu max (said in the
+output). skiff needs KVM: no /dev/kvm is a skip. Needs root (namespaces,
+taps). Exit 0 pass, 1 fail, 77 skipped.
+"""
+import argparse
+import os
+import random
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+SKIP = 77
+ETYPE_TX = 0x88B5  # guest -> host
+ETYPE_RX = 0x88B6  # host -> guest
+PACKET_OUTGOING = 4
+TAP = "sktap0"
+
+
+def skip(why):
+    print(f"skipped: {why}")
+    sys.exit(SKIP)
+
+
+def frame_len(i):
+    return 60 + (i * 97) % 1455
+
+
+def payload(i, seed, n):
+    """Bytes 14.. of frame i, as virtio_net.c builds them."""
+    body = b"SKNT" + struct.pack("<I", i)
+    return body + bytes((i * 31 + seed + k) & 0xFF for k in range(22, n))
+
+
+def guest_frame(i, seed, mac):
+    n = frame_len(i)
+    return b"\xff" * 6 + mac + struct.pack(">H", ETYPE_TX) + payload(i, seed, n)
+
+
+def host_frame(i, seed, mac):
+    n = frame_len(i)
+    host_mac = bytes.fromhex("02feedc0ffee")
+    return mac + host_mac + struct.pack(">H", ETYPE_RX) + payload(i, seed, n)
+
+
+def values(out, key):
+    return [l.rstrip("\r")[len(key) + 1:] for l in out.splitlines() if l.startswith(key + "=")]
+
+
+def run(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def inner(a):
+    """Inside the namespace: tap, socket, VMM, exchange."""
+    rnd = random.Random()
+    seed = rnd.randrange(1, 1 << 16)
+    mac = bytes([0x52, 0x54, 0x00] + [rnd.randrange(256) for _ in range(3)])
+    mac_text = ":".join(f"{b:02x}" for b in mac)
+    frames = a.frames
+
+    run(["ip", "tuntap", "add", "dev", TAP, "mode", "tap"])
+    # No IPv6 autoconfiguration noise on the tap (the guest skips it anyway).
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{TAP}/disable_ipv6", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    run(["ip", "link", "set", TAP, "up"])
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sock.bind((TAP, 0))
+
+    cmdline = f"frames={frames} seed={seed}"
+    if a.vmm == "qemu":
+        qemu = os.environ.get("QEMU", "qemu-system-x86_64")
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
+        else:
+            print("note: /dev/kvm is not available; QEMU runs the guest with -accel tcg -cpu max")
+            accel = ["-accel", "tcg", "-cpu", "max"]
+        cmd = [qemu, *accel, "-M", "q35", "-m", "256M", "-smp", "1", "-display", "none",
+               "-monitor", "none", "-serial", "stdio", "-nodefaults", "-no-reboot",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+               "-kernel", a.elf, "-append", cmdline,
+               "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off",
+               "-device", f"virtio-net-pci,netdev=n0,disable-legacy=on,mac={mac_text},romfile="]
+    else:
+        cmd = [a.skiff, "--kernel", a.elf, "--cmdline", cmdline, "--serial", "tty",
+               "--cpus", "boot=1", "--net", f"tap={TAP},mac={mac_text}"]
+    print("+", " ".join(cmd), flush=True)
+    vmm = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    out_parts = []
+    reader = threading.Thread(target=lambda: out_parts.append(vmm.stdout.read()), daemon=True)
+    reader.start()
+
+    failures = []
+
+    def expect(cond, what):
+        if not cond:
+            failures.append(what)
+
+    # 1. The guest's frames, in order, exactly as built.
+    got = 0
+    other = 0
+    deadline = time.monotonic() + a.timeout
+    while got < frames and time.monotonic() < deadline and vmm.poll() is None:
+        r, _, _ = select.select([sock], [], [], 0.5)
+        if not r:
+            continue
+        data, addr = sock.recvfrom(65536)
+        if addr[2] == PACKET_OUTGOING or len(data) < 14 or data[12:14] != struct.pack(">H", ETYPE_TX):
+            other += 1
+            continue
+        want = guest_frame(got, seed, mac)
+        if data != want:
+            failures.append(f"guest frame {got}: {len(data)} bytes, differs from the expected "
+                            f"{len(want)} (first 32: {data[:32].hex()})")
+            break
+        got += 1
+    expect(got == frames, f"host received {got} of {frames} guest frames")
+
+    # 2. Frames for the guest to check.
+    if got == frames:
+        for i in range(frames):
+            sock.send(host_frame(i, seed, mac))
+    try:
+        vmm.wait(timeout=a.timeout)
+    except subprocess.TimeoutExpired:
+        vmm.kill()
+        vmm.wait()
+        failures.append("the VMM did not exit in time")
+    reader.join(timeout=10)
+    out = "".join(out_parts)
+    sock.close()
+
+    pci = values(out, "PCI")
+    expect(any(v.endswith(":1af4:1041") for v in pci), f"no virtio-net in PCI list {pci}")
+    expect(values(out, "NET_MAC") == [mac_text], f"guest saw MAC {values(out, 'NET_MAC')}, "
+           f"configured {mac_text}")
+    link = values(out, "NET_LINK")
+    expect(link in ([], ["1"]), f"link status {link}")
+    expect(values(out, "TX_FRAMES") == [str(frames)], "guest TX_FRAMES")
+    expect(values(out, "TX_BYTES") == [str(sum(frame_len(i) for i in range(frames)))], "TX_BYTES")
+    expect(values(out, "RX_FRAMES") == [str(frames)], "guest RX_FRAMES")
+    expect(values(out, "RX_BYTES") == [str(sum(frame_len(i) for i in range(frames)))], "RX_BYTES")
+    expect("NET_DONE" in out, "guest did not finish")
+    expect(vmm.returncode == (0x10 << 1) | 1, f"exit status {vmm.returncode}, want 33")
+    print(out)
+    print(f"host: {got} guest frames checked, {other} other frames skipped; MAC {mac_text}, "
+          f"seed {seed}")
+    if failures:
+        for f in failures:
+            print(f"FAIL: {f}")
+        return 1
+    print("PASS")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vmm", choices=["qemu", "skiff"], required=True)
+    ap.add_argument("--elf", required=True)
+    ap.add_argument("--skiff")
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.inner:
+        return inner(a)
+
+    if a.vmm == "skiff" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        skip("/dev/kvm is not available")
+    if a.vmm == "qemu" and not shutil.which(os.environ.get("QEMU", "qemu-system-x86_64")):
+        skip("qemu-system-x86_64 is not installed")
+    if os.geteuid() != 0:
+        skip("needs root to create a network namespace and a tap")
+    if not os.path.exists("/dev/net/tun"):
+        skip("/dev/net/tun is missing")
+    if not shutil.which("ip"):
+        skip("ip (iproute2) is not installed")
+    ns = f"skiffnet{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", ns], stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        skip(f"cannot create a network namespace: {r.stderr.strip()}")
+    try:
+        cmd = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "--inner",
+               "--vmm", a.vmm, "--elf", os.path.abspath(a.elf), "--frames", str(a.frames),
+               "--timeout", str(a.timeout)]
+        if a.skiff:
+            cmd += ["--skiff", os.path.abspath(a.skiff)]
+        return subprocess.run(cmd).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
