@@ -175,8 +175,7 @@ static void setup(uint32_t dev) {
   if (!(C8(0x14) & 8)) guest_fail("device refused FEATURES_OK");
   /* §5.1.4: mac[6], le16 status, le16 max_virtqueue_pairs. */
   for (int i = 0; i < 6; ++i) mac[i] = devcfg[i];
-  printf("NET_MAC=%02x:%02x:%02x:%02x:%02x:%02x\n", mac[0], mac[1], mac[2], mac[3], mac[4],
-         mac[5]);
+  printf("NET_MAC=%02x:%02x:%02x:%02x:%02x:%02x\n", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
   if (f_lo & (1u << 22)) printf("NET_MAX_PAIRS=%u\n", *(volatile uint16_t*)(devcfg + 8));
   if (f_lo & (1u << 16)) printf("NET_LINK=%u\n", *(volatile uint16_t*)(devcfg + 6) & 1u);
   C16(0x10) = 0xffff; /* no config-change vector */
@@ -221,7 +220,8 @@ int guest_main(void) {
   map_pci_window();
   uint64_t frames = cmdline_u64("frames", 32);
   uint64_t seed = cmdline_u64("seed", 1);
-  if (frames == 0 || frames > 4096) guest_fail("frames=%llu out of range", (unsigned long long)frames);
+  if (frames == 0 || frames > 4096)
+    guest_fail("frames=%llu out of range", (unsigned long long)frames);
   int found = 0;
   for (uint32_t dev = 0; dev < 32; ++dev) {
     uint32_t id = cfg_read(dev, 0);
@@ -284,7 +284,8 @@ int guest_main(void) {
       uint32_t seq;
       memcpy(&seq, f + 18, 4);
       if (seq != got) guest_fail("rx: frame %u has sequence %u", got, seq);
-      if (n != frame_len(seq)) guest_fail("rx: frame %u is %u bytes, want %u", seq, n, frame_len(seq));
+      if (n != frame_len(seq))
+        guest_fail("rx: frame %u is %u bytes, want %u", seq, n, frame_len(seq));
       if (memcmp(f, mac, 6) != 0) guest_fail("rx: frame %u not addressed to our MAC", seq);
       if (memcmp(f + 14, "SKNT", 4) != 0) guest_fail("rx: frame %u has no SKNT tag", seq);
       for (uint32_t k = 22; k < n; ++k)
