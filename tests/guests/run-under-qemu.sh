@@ -19,6 +19,8 @@
 #                   guests named reboot.*, else 0
 #   QEMU_TIMEOUT    seconds; default 60
 #   QEMU            binary; default qemu-system-x86_64
+#   QEMU_ACCEL      kvm (default) or tcg; tcg runs with -cpu max, for hosts
+#                   without /dev/kvm (only tests that say so use it)
 #
 # -cpu host,-arch-capabilities: on our nested-KVM hosts plain `-cpu host`
 # (and `-cpu max`) abort because KVM refuses IA32_ARCH_CAPABILITIES.
@@ -38,7 +40,10 @@ if [ -z "$reboot" ]; then
   case $name in reboot.*) reboot=1 ;; *) reboot=0 ;; esac
 fi
 
-args=(-accel kvm -M "${QEMU_MACHINE:-q35}" -cpu host,-arch-capabilities -m 256M
+accel=${QEMU_ACCEL:-kvm}
+cpu=host,-arch-capabilities
+[ "$accel" = tcg ] && cpu=max
+args=(-accel "$accel" -M "${QEMU_MACHINE:-q35}" -cpu "$cpu" -m 256M
   -smp "${QEMU_SMP:-1}" -display none -monitor none -serial stdio -nodefaults
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel "$elf")
 [ "$reboot" = 1 ] || args+=(-no-reboot)
