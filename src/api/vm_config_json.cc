@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "memory/ram_backing.h"
 #include "net/mac_address.h"
 
 namespace skiff::api {
@@ -145,25 +146,135 @@ Result<> parse_cpus(const json& j, VmConfig& c) {
   return {};
 }
 
+// The backing fields MemoryConfig and MemoryZoneConfig share (checked like
+// --memory: memory/ram_backing.h).
+Result<RamOptions> parse_ram_options(const json& j, const std::string& path) {
+  RamOptions o;
+  for (auto [key, out] :
+       {std::pair{"shared", &o.shared}, std::pair{"hugepages", &o.hugepages},
+        std::pair{"mergeable", &o.mergeable}, std::pair{"prefault", &o.prefault}}) {
+    if (!has(j, key)) continue;
+    if (!j.at(key).is_boolean())
+      return fail("{}.{}: expected a boolean, got {}", path, key, type_name(j.at(key)));
+    *out = j.at(key).get<bool>();
+  }
+  if (has(j, "hugepage_size")) {
+    uint64_t size = SKIFF_TRY(get_uint(j, path, "hugepage_size", 1, kHugePage1G));
+    if (!o.hugepages) return fail("{}.hugepage_size: {} needs hugepages true", path, size);
+    o.hugepage_size = size;
+  }
+  if (has(j, "host_numa_node"))
+    o.host_numa_node =
+        static_cast<uint32_t>(SKIFF_TRY(get_uint(j, path, "host_numa_node", 0, 1023)));
+  SKIFF_TRY_VOID(check_ram_options(path, o));
+  return o;
+}
+
+Result<MemoryZoneConfig> parse_memory_zone(const json& j, const std::string& path) {
+  SKIFF_TRY_VOID(check_fields(j, path,
+                              {{"id", Rule::kHandled, ""},
+                               {"size", Rule::kHandled, ""},
+                               {"file", Rule::kAbsent, "file-backed memory zones"},
+                               {"mergeable", Rule::kHandled, ""},
+                               {"shared", Rule::kHandled, ""},
+                               {"hugepages", Rule::kHandled, ""},
+                               {"hugepage_size", Rule::kHandled, ""},
+                               {"host_numa_node", Rule::kHandled, ""},
+                               {"hotplug_size", Rule::kZero, "memory hotplug"},
+                               {"hotplugged_size", Rule::kZero, "memory hotplug"},
+                               {"prefault", Rule::kHandled, ""},
+                               {"reserve", Rule::kFalse, "reserving memory"}}));
+  MemoryZoneConfig z;
+  z.id = SKIFF_TRY(get_string(j, path, "id"));
+  if (z.id.empty()) return fail("{}.id: required (numa memory_zones refer to it)", path);
+  if (!has(j, "size")) return fail("{}.size: required (bytes)", path);
+  z.size = SKIFF_TRY(get_uint(j, path, "size", 1, kMaxMemory));
+  z.backing = SKIFF_TRY(parse_ram_options(j, path));
+  SKIFF_TRY_VOID(check_ram_size(path, z.size, z.backing));
+  return z;
+}
+
 Result<> parse_memory(const json& j, VmConfig& c) {
   SKIFF_TRY_VOID(check_fields(j, "memory",
                               {{"size", Rule::kHandled, ""},
                                {"hotplug_size", Rule::kZero, "memory hotplug"},
                                {"hotplugged_size", Rule::kZero, "memory hotplug"},
-                               {"mergeable", Rule::kFalse, "KSM-mergeable memory"},
+                               {"mergeable", Rule::kHandled, ""},
                                {"hotplug_method", Rule::kString, ""},
-                               {"shared", Rule::kFalse, "shared memory"},
-                               {"hugepages", Rule::kFalse, "huge pages"},
-                               {"hugepage_size", Rule::kAbsent, "huge pages"},
-                               {"prefault", Rule::kFalse, "prefaulting memory"},
+                               {"shared", Rule::kHandled, ""},
+                               {"hugepages", Rule::kHandled, ""},
+                               {"hugepage_size", Rule::kHandled, ""},
+                               {"prefault", Rule::kHandled, ""},
                                {"reserve", Rule::kFalse, "reserving memory"},
-                               {"thp", Rule::kTrue, "turning transparent huge pages off"},
-                               {"zones", Rule::kEmpty, "memory zones"}}));
+                               {"thp", Rule::kHandled, ""},
+                               {"zones", Rule::kHandled, ""}}));
   if (!has(j, "size")) return fail("memory.size: required (bytes)");
+  Thp thp = Thp::kDefault;
+  if (has(j, "thp")) {
+    if (!j.at("thp").is_boolean())
+      return fail("memory.thp: expected a boolean, got {}", type_name(j.at("thp")));
+    thp = j.at("thp").get<bool>() ? Thp::kOn : Thp::kOff;
+  }
+  if (has(j, "zones") && !j.at("zones").empty()) {
+    const json& zones = j.at("zones");
+    if (!zones.is_array()) return fail("memory.zones: expected an array, got {}", type_name(zones));
+    // Cloud Hypervisor's rule: with zones, all RAM is in the zones.
+    uint64_t size = SKIFF_TRY(get_uint(j, "memory", "size", 0, kMaxMemory));
+    if (size != 0)
+      return fail("memory.size: {} with memory.zones: must be 0 (RAM is the sum of the zones)",
+                  size);
+    for (const char* key : {"shared", "hugepages", "hugepage_size", "mergeable", "prefault"})
+      if (has(j, key) && j.at(key) != json(false))
+        return fail("memory.{}: with memory.zones, set it on each zone", key);
+    uint64_t total = 0;
+    for (size_t i = 0; i < zones.size(); ++i) {
+      std::string path = fmt::format("memory.zones[{}]", i);
+      auto z = SKIFF_TRY(parse_memory_zone(zones[i], path));
+      z.backing.thp = thp;
+      for (const auto& other : c.memory.zones)
+        if (other.id == z.id) return fail("{}.id: '{}' is used twice", path, z.id);
+      total += z.size;
+      if (total > kMaxMemory) return fail("memory.zones: more than {} bytes in all", kMaxMemory);
+      c.memory.zones.push_back(std::move(z));
+    }
+    if (total < kMinMemory)
+      return fail("memory.zones: {} bytes in all, below the minimum of {}", total, kMinMemory);
+    c.memory_size = total;
+    c.memory.backing.thp = thp;
+    return {};
+  }
   c.memory_size = SKIFF_TRY(get_uint(j, "memory", "size", kMinMemory, kMaxMemory));
-  if (c.memory_size % 4096 != 0)
-    return fail("memory.size: {} is not a multiple of 4096", c.memory_size);
+  c.memory.backing = SKIFF_TRY(parse_ram_options(j, "memory"));
+  c.memory.backing.thp = thp;
+  SKIFF_TRY_VOID(check_ram_size("memory", c.memory_size, c.memory.backing));
   return {};
+}
+
+// MemoryConfig fields of one backing (defaults left out).
+void ram_options_to_json(const RamOptions& o, json& out) {
+  if (o.shared) out["shared"] = true;
+  if (o.hugepages) {
+    out["hugepages"] = true;
+    out["hugepage_size"] = o.hugepage_size;
+  }
+  if (o.mergeable) out["mergeable"] = true;
+  if (o.prefault) out["prefault"] = true;
+}
+
+json memory_to_json(const VmConfig& c) {
+  json m{{"size", c.memory.zones.empty() ? c.memory_size : 0}};
+  if (c.memory.backing.thp != Thp::kDefault) m["thp"] = c.memory.backing.thp == Thp::kOn;
+  if (c.memory.zones.empty()) {
+    ram_options_to_json(c.memory.backing, m);
+    return m;
+  }
+  for (const auto& z : c.memory.zones) {
+    json zone{{"id", z.id}, {"size", z.size}};
+    ram_options_to_json(z.backing, zone);
+    if (z.backing.host_numa_node) zone["host_numa_node"] = *z.backing.host_numa_node;
+    m["zones"].push_back(zone);
+  }
+  return m;
 }
 
 // SerialConfig / ConsoleConfig: mode Off, Pty, Tty, File, Socket, Null.
@@ -412,7 +523,7 @@ json vm_config_to_json(const VmConfig& c) {
       console = {{"mode", "Null"}};
   }
   json out{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
-           {"memory", {{"size", c.memory_size}}},
+           {"memory", memory_to_json(c)},
            {"payload", payload},
            {"serial", serial},
            {"console", console}};

@@ -87,6 +87,12 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
                                      config.memory_size)});
 
   std::unique_ptr<Machine> m(new Machine(config));
+  // Guest RAM zones with their host backing (--memory, --memory-zone),
+  // before KVM: a short huge page pool or a bad NUMA node is reported the
+  // same way on every host.
+  auto ram = GuestRam::create(memory_zone_layout(config));
+  if (!ram) return host_error(ram.error());
+  m->ram_ = std::move(*ram);
   auto sys = kvm::System::open();
   if (!sys) return host_error(sys.error());
   m->kvm_ = std::move(*sys);
@@ -117,11 +123,6 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   auto msrs = m->kvm_.msr_index_list();
   if (!msrs) return host_error(msrs.error());
   m->supported_msrs_ = std::move(*msrs);
-
-  // Guest RAM zones with their host backing (--memory, --memory-zone).
-  auto ram = GuestRam::create(memory_zone_layout(config));
-  if (!ram) return host_error(ram.error());
-  m->ram_ = std::move(*ram);
 
   Machine* self = m.get();
   auto devices = MachineDevices::create(

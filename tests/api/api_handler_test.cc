@@ -210,7 +210,8 @@ TEST(VmConfigJson, ImpossibleValuesAreRefused) {
   };
   EXPECT_NE(mem(R"({"size":4096})").find("memory.size: 4096 is out of range"), std::string::npos);
   EXPECT_NE(mem(R"({"size":18446744073709551615})").find("out of range"), std::string::npos);
-  EXPECT_NE(mem(R"({"size":16777217})").find("not a multiple of 4096"), std::string::npos);
+  EXPECT_NE(mem(R"({"size":16777217})").find("size=16777217 is not a multiple of 4 KiB"),
+            std::string::npos);
   EXPECT_NE(mem(R"({})").find("memory.size: required"), std::string::npos);
 }
 
@@ -227,7 +228,7 @@ TEST(VmConfigJson, DevicesSkiffLacksAreRefusedNotIgnored) {
   EXPECT_NE(
       err(R"("rng":{"src":"/dev/urandom"})").find("rng: virtio-rng (rng) is not supported yet"),
       std::string::npos);
-  EXPECT_NE(err(R"("memory":{"size":16777216,"hugepages":true})").find("memory.hugepages"),
+  EXPECT_NE(err(R"("memory":{"size":16777216,"reserve":true})").find("memory.reserve"),
             std::string::npos);
   EXPECT_NE(err(R"("console":{"mode":"Socket","socket":"/s"})").find("console.mode: Socket"),
             std::string::npos);
