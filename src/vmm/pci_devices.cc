@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "arch/x86/layout.h"
+#include "arch/x86/pci_irq.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "block/open_image.h"
@@ -24,6 +25,7 @@
 #include "virtio/transport/pci/virtio_pci.h"
 #include "vmm/machine_devices.h"
 #include "vmm/net_devices.h"
+#include "vmm/pci_intx.h"
 
 namespace skiff {
 
@@ -203,12 +205,18 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
   SKIFF_TRY_VOID(pio.insert(p->root_->config_io(), x86::kPortPciConfigAddr, 8));
   SKIFF_TRY_VOID(mmio.insert(p->root_->ecam(), x86::kPciEcamBase, x86::kPciEcamSize));
 
+  // INTA# of each function on the GSI the DSDT's _PRT gives its slot
+  // (x86::pci_intx_gsi), also written to Interrupt Line. The root fills
+  // slots in order from 1 (0 is the host bridge); add() checks that.
+  p->intx_ = std::make_unique<PciIntxRouter>(std::move(set_irq));
   auto make = [&](std::unique_ptr<virtio::VirtioDevice> dev)
       -> Result<std::shared_ptr<virtio::VirtioPciDevice>> {
-    uint8_t irq = x86::kPciIntxIrqs[p->intx_lines_.size() % std::size(x86::kPciIntxIrqs)];
-    p->intx_lines_.push_back(std::make_unique<GsiLine>(irq, set_irq));
+    if (p->devices_.size() + 1 >= x86::kPciSlots)
+      return fail("PCI bus 0 is full ({} devices)", x86::kPciSlots - 1);
+    auto slot = static_cast<uint8_t>(p->devices_.size() + 1);
+    auto gsi = static_cast<uint8_t>(x86::pci_intx_gsi(slot, 0));
     return virtio::VirtioPciDevice::create(std::move(dev), mem, plumbing, plumbing,
-                                           p->intx_lines_.back().get(), irq);
+                                           p->intx_->line(slot, 0), gsi);
   };
 
   for (size_t i = 0; i < config.disks.size(); ++i) {
@@ -303,6 +311,8 @@ Result<std::unique_ptr<virtio::VirtioDevice>> PciDevices::create_console(const V
 
 Result<> PciDevices::add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name) {
   uint8_t slot = SKIFF_TRY(root_->add_device(dev));
+  if (slot != devices_.size() + 1)  // make() wired INTx for that slot
+    return fail("pci: {} landed in slot {}, not {}", name, slot, devices_.size() + 1);
   LOG_INFO("pci: 00:{:02x}.0 virtio {} ({})", slot, dev->device().name(), name);
   dev->device().set_event_callback(forward_device_events(name, device_events_));
   auto worker = SKIFF_TRY(VirtioWorker::start(dev, name));

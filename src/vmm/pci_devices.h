@@ -10,9 +10,10 @@
 // the old VM) and the guest's re-enumeration binds them on the new one.
 //
 // Interrupts: MSI-X through irqfd on KVM MSI routes (VmPlumbing), one
-// eventfd write per message from the device thread. INTx: INTA# of every
-// device on one of the ISA IRQs in kPciIntxIrqs (written to Interrupt
-// Line; the DSDT has no _PRT yet).
+// eventfd write per message from the device thread. INTx: INTA# of the
+// device in slot S on GSI x86::pci_intx_gsi(S, 0) (arch/x86/pci_irq.h, the
+// function the DSDT's _PRT is built from; also written to Interrupt Line),
+// shared GSIs wired-OR (PciIntxRouter).
 #pragma once
 
 #include <atomic>
@@ -45,7 +46,7 @@ namespace virtio {
 class VirtioPciDevice;
 class VirtioBalloon;
 }
-class GsiLine;
+class PciIntxRouter;
 class VirtioWorker;
 class CharBackend;
 class InputPump;
@@ -124,7 +125,7 @@ class PciDevices {
   Bus& pio_;
   Bus& mmio_;
   std::unique_ptr<pci::PciRoot> root_;
-  std::vector<std::unique_ptr<GsiLine>> intx_lines_;
+  std::unique_ptr<PciIntxRouter> intx_;  // outlives the devices (declared before them)
   struct Entry {
     std::string name;
     std::shared_ptr<virtio::VirtioPciDevice> device;

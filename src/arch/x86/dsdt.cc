@@ -3,6 +3,7 @@
 // identification, §6.2 _CRS).
 #include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/pci_irq.h"
 
 namespace skiff::x86 {
 namespace {
@@ -17,6 +18,21 @@ using aml::Usage;
 aml::Term s5_package() {
   return aml::name("\\_S5", aml::package({aml::integer(kAcpiS5SleepType), aml::integer(0),
                                           aml::integer(0), aml::integer(0)}));
+}
+
+// _PRT (ACPI 6.5 §6.2.13): where each slot's INTA#-INTD# goes. Every entry
+// is Package {Address (slot << 16 | 0xffff: any function), Pin (0 = INTA#),
+// Source 0, Source Index = the GSI}: a Source of 0 means the pin is wired to
+// that GSI directly (no link device), level triggered, active low. The GSI
+// is pci_intx_gsi(), the same function the vmm asserts INTx through.
+aml::Term pci_routing_table() {
+  aml::TermList entries;
+  for (uint8_t slot = 0; slot < kPciSlots; ++slot)
+    for (uint8_t pin = 0; pin < kPciIntxPins; ++pin)
+      entries.push_back(
+          aml::package({aml::integer((uint64_t{slot} << 16) | 0xffff), aml::integer(pin),
+                        aml::integer(0), aml::integer(pci_intx_gsi(slot, pin))}));
+  return aml::name("_PRT", aml::package(std::move(entries)));
 }
 
 // The PCI Express host bridge (§6.1.5: PNP0A08, compatible with PCI's
@@ -43,6 +59,7 @@ aml::Term pci_host_bridge(const AcpiConfig& c) {
                                  aml::name("_SEG", aml::integer(0)),  // §6.5.6: segment 0
                                  aml::name("_BBN", aml::integer(0)),  // §6.5.5: base bus 0
                                  aml::name("_CRS", aml::resource_template(std::move(resources))),
+                                 pci_routing_table(),
                              });
 }
 

@@ -63,10 +63,7 @@ inline constexpr uint16_t kPortPost = 0x80;        // boot-time marker (Cloud Hy
 inline constexpr uint16_t kPortDebugExit = 0xf4;   // QEMU isa-debug-exit
 inline constexpr uint16_t kPortPciConfigAddr = 0xcf8;
 inline constexpr uint16_t kPortPciConfigData = 0xcfc;
-// INTx of PCI devices (INTA# only), round-robin over these ISA IRQs. With
-// no _PRT in the DSDT, Linux falls back to the Interrupt Line register,
-// which must name an ISA IRQ; MSI-X is the normal path.
-inline constexpr uint8_t kPciIntxIrqs[] = {10, 11};
+// INTx of PCI devices: arch/x86/pci_irq.h (GSIs 16-19, the DSDT's _PRT).
 
 // HW-reduced ACPI (ACPI 6.x §4.1): sleep control/status and reset registers
 // in one small I/O block that the FADT points at.
