@@ -91,6 +91,20 @@ Result<uint64_t> get_uint(const json& obj, std::string_view path, std::string_vi
   return fail("{}.{}: {} is out of range [{}, {}]", path, key, v.get<int64_t>(), min, max);
 }
 
+// An array of integers, each in [0, max].
+Result<std::vector<uint32_t>> get_uint_list(const json& obj, std::string_view path,
+                                            std::string_view key, uint64_t max) {
+  const json& v = obj.at(std::string(key));
+  if (!v.is_array()) return fail("{}.{}: expected an array, got {}", path, key, type_name(v));
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_number_unsigned() || v[i].get<uint64_t>() > max)
+      return fail("{}.{}[{}]: {} is not an integer in [0, {}]", path, key, i, v[i].dump(), max);
+    out.push_back(static_cast<uint32_t>(v[i].get<uint64_t>()));
+  }
+  return out;
+}
+
 // A string field, "" when absent or null.
 Result<std::string> get_string(const json& obj, std::string_view path, std::string_view key) {
   auto it = obj.find(std::string(key));
@@ -126,24 +140,97 @@ Result<> parse_cpus(const json& j, VmConfig& c) {
   SKIFF_TRY_VOID(check_fields(j, "cpus",
                               {{"boot_vcpus", Rule::kHandled, ""},
                                {"max_vcpus", Rule::kHandled, ""},
-                               {"topology", Rule::kAbsent, "a CPU topology"},
+                               {"topology", Rule::kHandled, ""},
                                {"kvm_hyperv", Rule::kFalse, "Hyper-V enlightenment"},
                                {"max_phys_bits", Rule::kAbsent, "limiting physical address bits"},
                                {"nested", Rule::kBool, ""},
-                               {"affinity", Rule::kEmpty, "vCPU affinity"},
+                               {"affinity", Rule::kHandled, ""},
                                {"features", Rule::kAbsent, "CPU features (AMX)"},
                                {"core_scheduling", Rule::kAbsent, "core scheduling"}}));
   if (!has(j, "boot_vcpus")) return fail("cpus.boot_vcpus: required");
   c.boot_cpus = static_cast<uint32_t>(SKIFF_TRY(get_uint(j, "cpus", "boot_vcpus", 1, kMaxVcpus)));
+  c.max_cpus = c.boot_cpus;
   if (has(j, "max_vcpus")) {
-    uint64_t max = SKIFF_TRY(get_uint(j, "cpus", "max_vcpus", 1, kMaxVcpus));
-    if (max < c.boot_cpus)
-      return fail("cpus.max_vcpus: {} is below boot_vcpus {}", max, c.boot_cpus);
-    if (max > c.boot_cpus)
-      return fail("cpus.max_vcpus: {} above boot_vcpus {} (CPU hotplug) is not supported yet", max,
-                  c.boot_cpus);
+    // Above boot_vcpus: the MADT lists the rest as hotpluggable (hotplug
+    // itself is not implemented yet).
+    c.max_cpus = static_cast<uint32_t>(SKIFF_TRY(get_uint(j, "cpus", "max_vcpus", 1, kMaxVcpus)));
+    if (c.max_cpus < c.boot_cpus)
+      return fail("cpus.max_vcpus: {} is below boot_vcpus {}", c.max_cpus, c.boot_cpus);
   }
-  return {};
+  if (has(j, "topology")) {
+    const json& t = j.at("topology");
+    SKIFF_TRY_VOID(check_fields(t, "cpus.topology",
+                                {{"threads_per_core", Rule::kHandled, ""},
+                                 {"cores_per_die", Rule::kHandled, ""},
+                                 {"dies_per_package", Rule::kHandled, ""},
+                                 {"packages", Rule::kHandled, ""}}));
+    auto count = [&](std::string_view key) -> Result<uint32_t> {
+      if (!has(t, key)) return 1u;
+      return static_cast<uint32_t>(SKIFF_TRY(get_uint(t, "cpus.topology", key, 1, kMaxVcpus)));
+    };
+    c.topology =
+        CpuTopologyConfig{SKIFF_TRY(count("threads_per_core")), SKIFF_TRY(count("cores_per_die")),
+                          SKIFF_TRY(count("dies_per_package")), SKIFF_TRY(count("packages"))};
+  }
+  if (has(j, "affinity")) {
+    const json& list = j.at("affinity");
+    if (!list.is_array()) return fail("cpus.affinity: expected an array, got {}", type_name(list));
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string path = fmt::format("cpus.affinity[{}]", i);
+      SKIFF_TRY_VOID(check_fields(
+          list[i], path, {{"vcpu", Rule::kHandled, ""}, {"host_cpus", Rule::kHandled, ""}}));
+      if (!has(list[i], "vcpu") || !has(list[i], "host_cpus"))
+        return fail("{}: vcpu and host_cpus are required", path);
+      VcpuAffinity a;
+      a.vcpu = static_cast<uint32_t>(SKIFF_TRY(get_uint(list[i], path, "vcpu", 0, kMaxVcpus - 1)));
+      a.host_cpus = SKIFF_TRY(get_uint_list(list[i], path, "host_cpus", 8191));
+      c.affinity.push_back(std::move(a));
+    }
+  }
+  return {};  // checked against each other and the host by validate_cpu_placement
+}
+
+// NumaConfig: one guest NUMA node (SRAT/SLIT).
+Result<NumaNodeConfig> parse_numa_node(const json& j, const std::string& path) {
+  SKIFF_TRY_VOID(check_fields(j, path,
+                              {{"guest_numa_id", Rule::kHandled, ""},
+                               {"cpus", Rule::kHandled, ""},
+                               {"distances", Rule::kHandled, ""},
+                               {"memory_zones", Rule::kHandled, ""},
+                               {"pci_segments", Rule::kEmpty, "NUMA affinity of PCI segments"},
+                               {"device_id", Rule::kString, ""}}));
+  if (!has(j, "guest_numa_id")) return fail("{}.guest_numa_id: required", path);
+  NumaNodeConfig n;
+  n.guest_numa_id = static_cast<uint32_t>(SKIFF_TRY(get_uint(j, path, "guest_numa_id", 0, 254)));
+  if (has(j, "cpus")) n.cpus = SKIFF_TRY(get_uint_list(j, path, "cpus", kMaxVcpus - 1));
+  if (has(j, "memory_zones")) {
+    const json& zones = j.at("memory_zones");
+    if (!zones.is_array())
+      return fail("{}.memory_zones: expected an array, got {}", path, type_name(zones));
+    for (size_t i = 0; i < zones.size(); ++i) {
+      if (!zones[i].is_string())
+        return fail("{}.memory_zones[{}]: expected a string, got {}", path, i, type_name(zones[i]));
+      n.memory_zones.push_back(zones[i].get<std::string>());
+    }
+  }
+  if (has(j, "distances")) {
+    const json& list = j.at("distances");
+    if (!list.is_array())
+      return fail("{}.distances: expected an array, got {}", path, type_name(list));
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string where = fmt::format("{}.distances[{}]", path, i);
+      SKIFF_TRY_VOID(check_fields(
+          list[i], where, {{"destination", Rule::kHandled, ""}, {"distance", Rule::kHandled, ""}}));
+      if (!has(list[i], "destination") || !has(list[i], "distance"))
+        return fail("{}: destination and distance are required", where);
+      NumaDistance d;
+      d.destination =
+          static_cast<uint32_t>(SKIFF_TRY(get_uint(list[i], where, "destination", 0, 254)));
+      d.distance = static_cast<uint32_t>(SKIFF_TRY(get_uint(list[i], where, "distance", 10, 255)));
+      n.distances.push_back(d);
+    }
+  }
+  return n;
 }
 
 // The backing fields MemoryConfig and MemoryZoneConfig share (checked like
@@ -438,7 +525,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
                                {"user_devices", Rule::kEmpty, "vfio-user devices"},
                                {"vdpa", Rule::kEmpty, "vDPA devices"},
                                {"vsock", Rule::kAbsent, "virtio-vsock"},
-                               {"numa", Rule::kEmpty, "NUMA nodes"},
+                               {"numa", Rule::kHandled, ""},
                                {"iommu", Rule::kFalse, "an IOMMU"},
                                {"watchdog", Rule::kFalse, "a watchdog"},
                                {"rtc", Rule::kAbsent, "RTC configuration"},
@@ -453,6 +540,12 @@ Result<VmConfig> parse_vm_config(const json& j) {
   if (!has(j, "payload")) return fail("VmConfig.payload: required (with payload.kernel)");
   SKIFF_TRY_VOID(parse_payload(j.at("payload"), c));
   if (has(j, "cpus")) SKIFF_TRY_VOID(parse_cpus(j.at("cpus"), c));
+  if (has(j, "numa")) {
+    const json& nodes = j.at("numa");
+    if (!nodes.is_array()) return fail("numa: expected an array, got {}", type_name(nodes));
+    for (size_t i = 0; i < nodes.size(); ++i)
+      c.numa.push_back(SKIFF_TRY(parse_numa_node(nodes[i], fmt::format("numa[{}]", i))));
+  }
   if (has(j, "memory")) SKIFF_TRY_VOID(parse_memory(j.at("memory"), c));
   if (has(j, "serial")) c.serial = SKIFF_TRY(parse_char_mode(j.at("serial"), "serial", false));
   if (has(j, "net")) {
@@ -496,6 +589,20 @@ Result<VmConfig> parse_vm_config_text(std::string_view body) {
   return parse_vm_config(j);
 }
 
+// CpusConfig as Cloud Hypervisor reports it (boot/max always, topology and
+// affinity when set).
+static json cpus_to_json(const VmConfig& c) {
+  json cpus{{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.effective_max_cpus()}};
+  if (c.topology)
+    cpus["topology"] = {{"threads_per_core", c.topology->threads_per_core},
+                        {"cores_per_die", c.topology->cores_per_die},
+                        {"dies_per_package", c.topology->dies_per_package},
+                        {"packages", c.topology->packages}};
+  for (const VcpuAffinity& a : c.affinity)
+    cpus["affinity"].push_back({{"vcpu", a.vcpu}, {"host_cpus", a.host_cpus}});
+  return cpus;
+}
+
 json vm_config_to_json(const VmConfig& c) {
   json payload{{"kernel", c.kernel}};
   if (!c.cmdline.empty()) payload["cmdline"] = c.cmdline;
@@ -522,7 +629,7 @@ json vm_config_to_json(const VmConfig& c) {
     else
       console = {{"mode", "Null"}};
   }
-  json out{{"cpus", {{"boot_vcpus", c.boot_cpus}, {"max_vcpus", c.boot_cpus}}},
+  json out{{"cpus", cpus_to_json(c)},
            {"memory", memory_to_json(c)},
            {"payload", payload},
            {"serial", serial},
@@ -531,6 +638,13 @@ json vm_config_to_json(const VmConfig& c) {
     out["balloon"] = {{"size", c.balloon->size},
                       {"deflate_on_oom", c.balloon->deflate_on_oom},
                       {"free_page_reporting", c.balloon->free_page_reporting}};
+  for (const NumaNodeConfig& n : c.numa) {
+    json node{{"guest_numa_id", n.guest_numa_id}, {"cpus", n.cpus}};
+    if (!n.memory_zones.empty()) node["memory_zones"] = n.memory_zones;
+    for (const NumaDistance& d : n.distances)
+      node["distances"].push_back({{"destination", d.destination}, {"distance", d.distance}});
+    out["numa"].push_back(node);
+  }
   // Nets from fd=[..] have no tap name and cannot be stated in JSON.
   for (const NetConfig& n : c.nets) {
     if (n.tap.empty()) continue;
