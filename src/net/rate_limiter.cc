@@ -165,4 +165,26 @@ bool RateLimitTimer::consume() {
   return true;
 }
 
+// --- QueueThrottle
+
+Result<QueueThrottle> QueueThrottle::create(const RateLimiterConfig& config, MonotonicClock clock) {
+  auto timer = SKIFF_TRY(RateLimitTimer::create());
+  return QueueThrottle(RateLimiter(config, std::move(clock)), std::move(timer));
+}
+
+bool QueueThrottle::admit(uint64_t bytes) {
+  if (timer_.armed()) return false;  // an earlier frame is waiting: keep the order
+  if (limiter_.try_consume(bytes)) return true;
+  // The timer cannot fail on a valid timerfd; if it did, retrying at the
+  // next notification is the fallback (no spinning either way).
+  (void)timer_.arm(limiter_.wait_time(bytes));
+  return false;
+}
+
+void QueueThrottle::acknowledge() {
+  // Before the timer fired (a notification came first) this reads nothing
+  // and the queue stays throttled until it fires.
+  (void)timer_.consume();
+}
+
 }  // namespace skiff::net

@@ -126,4 +126,31 @@ class RateLimitTimer {
   bool armed_ = false;
 };
 
+// The hook a virtio device holds per direction of a queue (e.g. tx and rx
+// of each pair of virtio-net): admit() before moving a frame. On a refusal
+// the timer is armed for the moment that frame will pass and the device
+// stops processing the queue (the buffers stay available); event_fd(),
+// watched as a virtio::BackendEvent for that queue, fires then, the
+// transport calls process_queue() again, and the device calls
+// acknowledge() and retries. While a refusal is pending, admit() refuses
+// without asking the buckets, so frames keep their order.
+class QueueThrottle {
+ public:
+  [[nodiscard]] static Result<QueueThrottle> create(const RateLimiterConfig& config,
+                                                    MonotonicClock clock = steady_now);
+  // One frame of `bytes`: true to send it now.
+  [[nodiscard]] bool admit(uint64_t bytes);
+  [[nodiscard]] int event_fd() const { return timer_.fd(); }
+  // The timer fired (or the device is retrying): drains it.
+  void acknowledge();
+  [[nodiscard]] bool throttled() const { return timer_.armed(); }
+  [[nodiscard]] uint64_t refusals() const { return limiter_.refusals(); }
+
+ private:
+  QueueThrottle(RateLimiter limiter, RateLimitTimer timer)
+      : limiter_(std::move(limiter)), timer_(std::move(timer)) {}
+  RateLimiter limiter_;
+  RateLimitTimer timer_;
+};
+
 }  // namespace skiff::net

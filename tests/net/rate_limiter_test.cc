@@ -194,5 +194,36 @@ TEST(RateLimitTimer, FiresOnceAfterTheDelay) {
   EXPECT_EQ(::poll(&p, 1, 20), 0);
 }
 
+TEST(QueueThrottle, RefusalArmsTheTimerForWhenTheFramePasses) {
+  // Real clock: 1000 bytes per 50 ms.
+  RateLimiterConfig c;
+  c.bandwidth = {1000, 0, 50};
+  auto t = QueueThrottle::create(c);
+  ASSERT_TRUE(t) << t.error().what();
+  EXPECT_TRUE(t->admit(1000));
+  nanoseconds start = steady_now();
+  EXPECT_FALSE(t->admit(500));  // passes in 25 ms
+  EXPECT_TRUE(t->throttled());
+  EXPECT_FALSE(t->admit(1));  // a later, smaller frame does not jump the queue
+  t->acknowledge();           // early (a guest notification): still throttled
+  EXPECT_TRUE(t->throttled());
+  pollfd p{t->event_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  EXPECT_GE(steady_now() - start, 24ms);
+  t->acknowledge();
+  EXPECT_FALSE(t->throttled());
+  EXPECT_TRUE(t->admit(500));
+  EXPECT_EQ(t->refusals(), 1u);  // the queued frame did not ask the buckets again
+}
+
+TEST(QueueThrottle, NoLimitNeverArmsTheTimer) {
+  auto t = QueueThrottle::create({});
+  ASSERT_TRUE(t) << t.error().what();
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(t->admit(65536));
+  EXPECT_FALSE(t->throttled());
+  pollfd p{t->event_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0);
+}
+
 }  // namespace
 }  // namespace skiff::net
