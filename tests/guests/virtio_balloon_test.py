@@ -29,9 +29,11 @@ import time
 
 SKIP = 77
 OK_EXIT = (0x10 << 1) | 1
-RAM = 256 << 20
-MIB = 64  # what the guest touches and the harness balloons
+# What the guest touches and the harness balloons (--mib), and guest RAM
+# (that plus 192 MiB); set in main().
+MIB = 64
 PAGES = MIB * 256
+RAM = 256 << 20
 
 
 def skip(why):
@@ -225,7 +227,10 @@ def main():
     ap.add_argument("--vmm", choices=["qemu", "skiff"], required=True)
     ap.add_argument("--elf", required=True)
     ap.add_argument("--skiff")
+    ap.add_argument("--mib", type=int, default=64, help="MiB to balloon (bench: more)")
     a = ap.parse_args()
+    global MIB, PAGES, RAM
+    MIB, PAGES, RAM = a.mib, a.mib * 256, (a.mib + 192) << 20
     if a.vmm == "skiff" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         skip("/dev/kvm is not available")
 
@@ -244,12 +249,20 @@ def main():
             expect(int(out.wait("TOUCHED")) == PAGES, "guest touched the wrong number of pages")
             time.sleep(0.3)
             rss_touched = rss(vmm.p.pid)
+            t0 = time.monotonic()
             vmm.set_balloon(MIB << 20)
             expect(int(out.wait("TARGET")) == PAGES, "guest saw the wrong target")
             out.wait("INFLATED")
+            seconds = time.monotonic() - t0
+            rss_at_inflated = rss(vmm.p.pid)
             time.sleep(0.3)
             rss_inflated = rss(vmm.p.pid)
             drop = rss_touched - rss_inflated
+            # From the target change to the guest's "done", RSS as it was then
+            # (bench/balloon/run.sh reads this line).
+            print(f"RECLAIM_MIB_PER_S={mib(rss_touched - rss_at_inflated) / seconds:.0f} "
+                  f"({mib(rss_touched - rss_at_inflated):.0f} MiB in {seconds * 1000:.0f} ms)",
+                  flush=True)
             print(f"RSS touched {mib(rss_touched):.1f} MiB -> inflated {mib(rss_inflated):.1f} MiB: "
                   f"dropped {mib(drop):.1f} MiB of {MIB} MiB ballooned", flush=True)
             expect(drop >= (MIB << 20) * 8 // 10, f"RSS dropped by {mib(drop):.1f} MiB, want about {MIB}")

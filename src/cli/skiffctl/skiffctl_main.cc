@@ -1,6 +1,7 @@
 // skiffctl: a client for a running skiff's REST API (like ch-remote).
 //
 //   skiffctl --api-socket PATH [--json] COMMAND [ARG]
+//   skiffctl --api-socket PATH resize --balloon SIZE
 //
 // Human-readable output by default, the server's JSON with --json. Exit
 // status: 0 success, 1 the server refused (its message is printed), 2 usage,
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/version.h"
+#include "cli/kv_options.h"
 
 namespace {
 
@@ -45,6 +47,7 @@ constexpr Command kCommands[] = {
     {"reboot", "PUT", "vm.reboot", "reset the VM"},
     {"power-button", "PUT", "vm.power-button", "press the ACPI power button"},
     {"delete", "PUT", "vm.delete", "stop and forget the VM"},
+    {"resize", "PUT", "vm.resize", "set the balloon's target (--balloon SIZE: RAM to take back)"},
     {"shutdown-vmm", "PUT", "vmm.shutdown", "stop the VM and end the skiff process"},
 };
 
@@ -94,12 +97,15 @@ void print_human(const std::string& cmd, const json& j) {
 
 int main(int argc, char** argv) {
   CLI::App app{"skiffctl: control a running skiff through its API socket", "skiffctl"};
-  std::string socket, command, arg;
+  std::string socket, command, arg, balloon;
   bool as_json = false;
   app.set_version_flag("--version", fmt::format("skiffctl v{}", skiff::kVersion));
   app.add_option("--api-socket", socket, "skiff's API socket (skiff --api-socket path=PATH)")
       ->required()
       ->type_name("PATH");
+  app.add_option("--balloon", balloon,
+                 "For resize: the balloon's new size (K/M/G suffixes; 0 deflates it all)")
+      ->type_name("SIZE");
   app.add_flag("--json", as_json, "Print the server's JSON instead of the human-readable form");
   std::string commands = "Commands:\n";
   for (const auto& c : kCommands) commands += fmt::format("  {:<13} {}\n", c.name, c.help);
@@ -134,6 +140,21 @@ int main(int argc, char** argv) {
     body = ss.str();
   } else if (!arg.empty()) {
     fmt::print(stderr, "skiffctl: {} takes no argument\n", command);
+    return kExitUsage;
+  }
+  if (command == "resize") {
+    if (balloon.empty()) {
+      fmt::print(stderr, "skiffctl: resize needs --balloon SIZE\n");
+      return kExitUsage;
+    }
+    auto bytes = skiff::cli::parse_size("--balloon", balloon);
+    if (!bytes) {
+      fmt::print(stderr, "skiffctl: {}\n", bytes.error().what());
+      return kExitUsage;
+    }
+    body = json{{"desired_balloon", *bytes}}.dump();
+  } else if (!balloon.empty()) {
+    fmt::print(stderr, "skiffctl: --balloon goes with resize only\n");
     return kExitUsage;
   }
 
