@@ -141,6 +141,11 @@ void VirtioDevice::process_queue(uint16_t index) {
     mark_needs_reset(context(r.error(), fmt::format("queue {}", index)).error());
 }
 
+void VirtioDevice::stop_queue(uint16_t index) {
+  if (index >= queues_.size() || !queues_[index].active()) return;
+  on_queue_stop(index, queues_[index]);
+}
+
 void VirtioDevice::signal_used(uint16_t index) {
   if (index >= queues_.size()) return;
   if (queues_[index].needs_notification() && interrupt_)

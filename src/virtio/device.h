@@ -156,10 +156,21 @@ class VirtioDevice {
   // Does nothing while the device is not activated or needs a reset.
   void process_queue(uint16_t index);
 
+  // The transport is about to stop queue `index` and read its ring position
+  // (vhost-user GET_VRING_BASE, a memory table change): the device finishes
+  // what it has in flight on that queue (used ring updated) so the position
+  // is final and no backend completion touches guest memory afterwards.
+  // Called with the queue's thread stopped, before Queue::reset().
+  void stop_queue(uint16_t index);
+
  protected:
   // Device-specific hooks.
   [[nodiscard]] virtual Result<> on_activate() { return {}; }
+  // Called before the queues are reset; also must cancel or wait for any
+  // backend I/O in flight (nothing may write guest memory after reset()).
   virtual void on_reset() {}
+  // See stop_queue(); `queue` is still active.
+  virtual void on_queue_stop(uint16_t /*index*/, Queue& /*queue*/) {}
   // Handle the available buffers of queue `index`. An error means the
   // driver broke the rules: the device goes to NEEDS_RESET.
   [[nodiscard]] virtual Result<> handle_queue(uint16_t index, Queue& queue) = 0;

@@ -21,7 +21,7 @@ struct DiskConfig {
   bool read_only = false;
   uint16_t num_queues = 0;  // 0: one per boot vCPU (at most 64)
   uint16_t queue_size = 256;
-  bool direct = false;  // O_DIRECT: accepted, not implemented by the block layer yet
+  bool direct = false;  // O_DIRECT (raw images; block/host_file.h)
   std::string serial;   // VIRTIO_BLK_T_GET_ID, up to 20 bytes
   std::string id;
 };

@@ -222,8 +222,8 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskConfig& d = config.disks[i];
     std::string what = fmt::format("--disk path={}", d.path);
-    if (d.direct) LOG_WARN("{}: direct=on is not implemented yet; using the page cache", what);
-    auto image = open_image(d.path, OpenImageOptions{.read_only = d.read_only});
+    auto image =
+        open_image(d.path, OpenImageOptions{.read_only = d.read_only, .direct = d.direct});
     if (!image) return context(image.error(), what);
     virtio::BlkOptions opts;
     opts.serial = d.serial.empty() ? d.id : d.serial;

@@ -176,6 +176,46 @@ TEST(Cpuid, Leaf1FAddsADieLevelForMultiDieSockets) {
   EXPECT_EQ(die->edx, 2u);
 }
 
+TEST(Cpuid, NonPowerOfTwoCountsLeaveGapsInTheApicIds) {
+  // --cpus topology=2:3:1:2: thread bit 0, core bits 1-2 (3 cores need 2
+  // bits), package from bit 3. Expected IDs written out, not computed by
+  // apic_id(), so a change to the packing shows here.
+  CpuTopology t{2, 3, 1, 2};
+  const uint32_t want[] = {0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13};
+  for (uint32_t i = 0; i < 12; ++i) {
+    SCOPED_TRACE(i);
+    auto out = build(i, 12, t);
+    EXPECT_EQ(apic_id(t, i), want[i]);
+    expect_leaf_b(out, want[i], 1, 2, 3, 6);
+    EXPECT_EQ(bits(find(out, 0x1)->ebx, 24, 8), want[i]) << "leaf 1 agrees with leaf 0xB";
+    EXPECT_EQ(bits(find(out, 0x1)->ebx, 16, 8), 6u);
+    // Leaf 0x1F has one die: the same levels as 0xB.
+    EXPECT_EQ(find(out, 0x1f, 1)->eax, find(out, 0xb, 1)->eax);
+    EXPECT_EQ(find(out, 0x1f, 0)->edx, want[i]);
+  }
+}
+
+TEST(Cpuid, Leaf1FDieLevelWithThreeDiesOfThreeCores) {
+  // 1 thread, 3 cores (2 bits), 3 dies (2 bits), 1 package: vCPU 7 is core 1
+  // of die 2 -> APIC ID 1 | 2 << 2 = 9.
+  CpuTopology t{1, 3, 3, 1};
+  auto out = build(7, 9, t);
+  auto smt = find(out, 0x1f, 0), core = find(out, 0x1f, 1), die = find(out, 0x1f, 2);
+  ASSERT_TRUE(smt && core && die);
+  EXPECT_EQ(smt->edx, 9u);
+  EXPECT_EQ(bits(core->ecx, 8, 8), 2u);
+  EXPECT_EQ(bits(core->eax, 0, 5), 2u);
+  EXPECT_EQ(bits(core->ebx, 0, 16), 3u);
+  EXPECT_EQ(bits(die->ecx, 8, 8), 5u);
+  EXPECT_EQ(bits(die->eax, 0, 5), 4u);
+  EXPECT_EQ(bits(die->ebx, 0, 16), 9u);
+  EXPECT_EQ(bits(find(out, 0x1f, 3)->ecx, 8, 8), 0u);
+  // Leaf 0xB has no die level: its core level spans the package.
+  EXPECT_EQ(bits(find(out, 0xb, 1)->eax, 0, 5), 4u);
+  EXPECT_EQ(bits(find(out, 0xb, 1)->ebx, 0, 16), 9u);
+  EXPECT_EQ(bits(find(out, 0xb, 2)->ecx, 8, 8), 0u);
+}
+
 TEST(Cpuid, Leaf4CoreCountIsSetOnlyOnRealCaches) {
   auto out = build(0, 8, CpuTopology::flat(8));
   for (uint32_t sub = 0; sub < 4; ++sub)
