@@ -86,8 +86,7 @@ TEST(ApiHandler, WrongMethodIs405WithAllow) {
 
 TEST(ApiHandler, UnimplementedSchemaEndpointsAre501) {
   FakeVmm vmm;
-  for (const char* p :
-       {"vm.snapshot", "vm.restore", "vm.add-disk", "vm.send-migration"}) {
+  for (const char* p : {"vm.snapshot", "vm.restore", "vm.add-disk", "vm.send-migration"}) {
     auto r = handle(vmm, "PUT", std::string("/api/v1/") + p, "{}");
     EXPECT_EQ(r.status, 501) << p;
     EXPECT_NE(body_of(r)["message"].get<std::string>().find(p), std::string::npos);
