@@ -327,15 +327,25 @@ Result<> VhostUserBackend::start_ring(uint16_t index) {
   if (!(acked_features_ & virtio::feature_bit(kFeatureProtocolFeatures)) && !r.enable_set)
     r.enabled.store(true, std::memory_order_release);
   std::string name = fmt::format("{}-q{}", device_.name(), index);
-  r.worker = SKIFF_TRY(VringWorker::start(std::move(name), r.kick.get(), [this, index] {
-    if (rings_[index]->enabled.load(std::memory_order_acquire)) device_.process_queue(index);
-  }));
+  std::vector<int> backend_fds;
+  for (const virtio::BackendEvent& e : device_.backend_events())
+    if (e.queue == index) backend_fds.push_back(e.fd);
+  r.worker = SKIFF_TRY(VringWorker::start(
+      std::move(name), r.kick.get(),
+      [this, index] {
+        if (rings_[index]->enabled.load(std::memory_order_acquire)) device_.process_queue(index);
+      },
+      backend_fds));
   return {};
 }
 
 uint16_t VhostUserBackend::stop_ring(uint16_t index) {
   Ring& r = *rings_[index];
   r.worker.reset();  // joins: no process_queue runs after this
+  // Requests still in flight in the device's backend (io_uring) complete
+  // now, so the base we return covers them and nothing writes guest memory
+  // after the ring stopped (or the memory table changed).
+  device_.stop_queue(index);
   virtio::Queue& q = *device_.queue(index);
   uint16_t next = q.next_avail();
   r.base = next;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/virtio_blk.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -108,10 +109,19 @@ struct BlkFixture : ::testing::Test {
     guest.host(s, 1)[0] = 0xff;
     return s;
   }
-  // Submits a chain and runs the device; returns the status byte.
+  // Submits a chain and runs the device until nothing is in flight (raw
+  // images go through io_uring: completions arrive on the backend eventfd);
+  // returns the status byte.
   uint8_t submit(const std::vector<Buf>& bufs, uint64_t status_gpa) {
     driver.add_chain(bufs);
     blk->process_queue(0);
+    for (int i = 0; i < 500 && blk->in_flight(0) > 0; ++i) {
+      for (const BackendEvent& e : blk->backend_events()) {
+        pollfd p{e.fd, POLLIN, 0};
+        (void)::poll(&p, 1, 10);
+      }
+      blk->process_queue(0);
+    }
     return guest.host(status_gpa, 1)[0];
   }
   uint8_t write_sectors(uint64_t sector, std::span<const uint8_t> data) {

@@ -35,9 +35,13 @@ constexpr int kExitUsage = 2;
 void log_blk_stats(const virtio::VirtioBlock& blk, uint16_t queues) {
   for (uint16_t i = 0; i < queues; ++i) {
     const auto& s = blk.stats(i);
-    LOG_INFO("blk-q{}: reads={} read_bytes={} writes={} write_bytes={} flushes={} errors={}", i,
-             s.read_ops.load(), s.read_bytes.load(), s.write_ops.load(), s.write_bytes.load(),
-             s.flush_ops.load(), s.errors.load());
+    // async: requests served through the queue's io_uring; bounced: of
+    // those, through a bounce buffer (direct=on with unaligned buffers).
+    LOG_INFO(
+        "blk-q{}: reads={} read_bytes={} writes={} write_bytes={} flushes={} errors={} async={} "
+        "bounced={}",
+        i, s.read_ops.load(), s.read_bytes.load(), s.write_ops.load(), s.write_bytes.load(),
+        s.flush_ops.load(), s.errors.load(), s.async_ops.load(), s.bounced.load());
   }
 }
 
@@ -114,7 +118,8 @@ int main(int argc, char** argv) {
   blk->add_option("--disk", disk,
                   "path=FILE (required), readonly=on|off (default off), num_queues=N (1-64, "
                   "default 1), queue_size=N (power of 2, 2-32768, default 256), direct=on|off "
-                  "(on is not supported yet), serial=S (at most 20 bytes), format=raw|qcow2 "
+                  "(on: O_DIRECT, bypassing the host page cache; raw images on a file system "
+                  "that supports it), serial=S (at most 20 bytes), format=raw|qcow2 "
                   "(default: probe)")
       ->required();
 
@@ -184,6 +189,7 @@ int main(int argc, char** argv) {
     OpenImageOptions open;
     open.format = disk_opts->format;
     open.read_only = disk_opts->blk.read_only;
+    open.direct = disk_opts->direct;
     auto image = open_image(disk_opts->path, open);
     if (!image) {
       fmt::print(stderr, "skiff-vhost: {}\n", image.error().what());

@@ -34,12 +34,8 @@ Result<VhostDiskOptions> parse_vhost_disk(std::string_view value) {
       return fail("--disk: queue_size={} is not a power of 2", q->second);
     o.blk.queue_size = static_cast<uint16_t>(size);
   }
-  if (auto d = kv.find("direct"); d != kv.end()) {
-    // The block layer has no O_DIRECT path yet; refusing beats silently
-    // using the page cache when the user asked for direct I/O.
-    if (SKIFF_TRY(parse_switch("--disk direct", d->second)))
-      return fail("--disk: direct=on is not supported yet (the block layer has no O_DIRECT path)");
-  }
+  if (auto d = kv.find("direct"); d != kv.end())
+    o.direct = SKIFF_TRY(parse_switch("--disk direct", d->second));
   if (auto s = kv.find("serial"); s != kv.end()) {
     // virtio 1.2 §5.2.6: GET_ID returns 20 bytes.
     if (s->second.size() > virtio::kBlkIdBytes)

@@ -13,9 +13,36 @@
 // SECURE_ERASE, LIFETIME, ZONED. capacity is the image size rounded down to
 // 512 bytes; a partial last sector is not reachable.
 //
-// Execution sits behind BlkExecutor so the synchronous DiskImage calls can
-// become io_uring submissions later without touching parsing or the queue
-// loop.
+// Execution (virtio 1.2 §5.2.6, issue 3): asynchronous over io_uring where
+// the image allows it, synchronous otherwise.
+//   - Each queue has its own UringQueue (block/uring_queue.h, depth = queue
+//     size, no sharing between queue threads); its completion eventfd is the
+//     queue's BackendEvent, so the transport calls process_queue(q) both on
+//     a driver kick and on completions. handle_queue() first reaps finished
+//     requests (status byte, used ring, one interrupt), then starts new ones
+//     and submits them with one io_uring_enter.
+//   - Async: IN/OUT whose range the image maps to one host-file run
+//     (DiskImage::map_extent: always for raw; qcow2 maps nothing yet, so all
+//     qcow2 I/O is synchronous on the queue's thread, other queues unaffected
+//     except for the image's own lock), as readv/writev straight on the guest
+//     buffers; and for raw images FLUSH (fdatasync, IOSQE_IO_DRAIN: after the
+//     writes submitted before it on that queue), DISCARD (punch hole) and
+//     WRITE_ZEROES (zero range). The chain's head index names the in-flight
+//     slot; a head made available again while in flight is a driver error
+//     (NEEDS_RESET).
+//   - Synchronous (DiskImageExecutor, on the queue's thread): GET_ID, early
+//     statuses, everything of images without a mapping (qcow2), O_DIRECT
+//     requests whose offset or length is not a multiple of the block size
+//     (read-modify-write in HostFile), and everything when io_uring cannot be
+//     set up (logged once). A synchronous FLUSH first waits for the queue's
+//     requests in flight.
+//   - direct=on: aligned guest buffers go to the O_DIRECT fd as they are;
+//     unaligned ones through a per-slot bounce buffer (counted in
+//     BlkQueueStats::bounced). blk_size reports the O_DIRECT block size.
+//   - reset() cancels what the kernel can cancel and waits for the rest, and
+//     drops their completions; stop_queue() (vhost-user GET_VRING_BASE)
+//     waits and completes them. Either way nothing writes guest memory
+//     afterwards.
 #pragma once
 
 #include <atomic>
@@ -33,8 +60,8 @@ namespace skiff::virtio {
 inline constexpr uint32_t kVirtioIdBlock = 2;  // VIRTIO_ID_BLOCK
 
 // Carries out one parsed request (early_status unset) whose data lives in
-// the chain's buffers; returns a VIRTIO_BLK_S_* status. Synchronous for
-// now: the io_uring executor will split this into submit + completion.
+// the chain's buffers; returns a VIRTIO_BLK_S_* status. The synchronous
+// path (see above for when it is used).
 class BlkExecutor {
  public:
   virtual ~BlkExecutor() = default;
@@ -60,6 +87,7 @@ struct BlkOptions {
   uint16_t queue_size = 256;
   uint32_t max_discard_sectors = 1u << 22;  // 2 GiB per segment
   uint32_t max_write_zeroes_sectors = 1u << 22;
+  bool use_io_uring = true;  // false: every request synchronously (benchmarks)
 };
 
 // Per-queue counters for the API (read from another thread: atomics).
@@ -71,7 +99,9 @@ struct BlkQueueStats {
   std::atomic<uint64_t> flush_ops{0};
   std::atomic<uint64_t> discard_ops{0};
   std::atomic<uint64_t> write_zeroes_ops{0};
-  std::atomic<uint64_t> errors{0};  // requests answered IOERR or UNSUPP
+  std::atomic<uint64_t> errors{0};     // requests answered IOERR or UNSUPP
+  std::atomic<uint64_t> async_ops{0};  // requests that went through io_uring
+  std::atomic<uint64_t> bounced{0};    // of those, through a bounce buffer (direct=on)
 };
 
 class VirtioBlock final : public VirtioDevice {
@@ -82,22 +112,38 @@ class VirtioBlock final : public VirtioDevice {
   [[nodiscard]] const BlkLimits& limits() const { return limits_; }
   [[nodiscard]] const BlkQueueStats& stats(uint16_t queue) const { return stats_[queue]; }
   [[nodiscard]] DiskImage& disk() { return *disk_; }
+  ~VirtioBlock() override;
+
+  // One completion eventfd per queue that has an io_uring.
+  [[nodiscard]] std::vector<BackendEvent> backend_events() const override;
+  // Requests of queue `index` the kernel still holds.
+  [[nodiscard]] uint32_t in_flight(uint16_t index) const;
 
  protected:
   [[nodiscard]] Result<> handle_queue(uint16_t index, Queue& queue) override;
+  void on_reset() override;
+  void on_queue_stop(uint16_t index, Queue& queue) override;
 
  private:
+  struct QueueState;
   VirtioBlock(std::unique_ptr<DiskImage> disk, BlkOptions options, uint64_t features);
   void build_config();
+  void setup_rings();
   [[nodiscard]] uint8_t run(const BlkRequest& req, const DescriptorChain& chain,
                             BlkQueueStats& stats, uint32_t& written);
+  // Starts `req` on the queue's ring; false: run it synchronously.
+  [[nodiscard]] Result<bool> start_async(QueueState& qs, const BlkRequest& req,
+                                         const DescriptorChain& chain, BlkQueueStats& stats);
+  // Answers the ring's finished requests; true if any was used.
+  [[nodiscard]] Result<bool> finish(QueueState& qs, Queue& queue, BlkQueueStats& stats,
+                                    size_t count);
 
   std::unique_ptr<DiskImage> disk_;
   BlkOptions options_;
   BlkLimits limits_;
   std::unique_ptr<BlkExecutor> executor_;
   std::unique_ptr<BlkQueueStats[]> stats_;
-  std::vector<DescriptorChain> chains_;  // one reusable chain per queue
+  std::vector<std::unique_ptr<QueueState>> queues_;
 };
 
 }  // namespace skiff::virtio
