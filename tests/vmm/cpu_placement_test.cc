@@ -3,6 +3,9 @@
 // (the function the vCPU threads use), read back through the kernel.
 #include "vmm/cpu_placement.h"
 
+#include "arch/x86/layout.h"
+#include "vmm/memory_layout.h"
+
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -193,6 +196,28 @@ TEST(AcpiNumaNodes, ZonesMustExistBelongToOneNodeAndAllBeCovered) {
   auto u = acpi_numa_nodes(uncovered, zones);
   ASSERT_FALSE(u);
   EXPECT_MENTIONS(u.error().what(), "'b' belongs to no guest_numa_id");
+}
+
+TEST(AcpiNumaNodes, ZonesSplitByThePciHoleKeepBothRangesOnTheirNode) {
+  // Two 2 GiB zones: the second starts below the 32-bit PCI hole and
+  // continues at 4 GiB, so node 1 gets two SRAT memory ranges.
+  VmConfig c = with_cpus(2);
+  c.memory.zones = {{"lo", 2ull << 30, {}}, {"hi", 2ull << 30, {}}};
+  c.memory_size = 4ull << 30;
+  c.numa = {{0, {0}, {"lo"}, {}}, {1, {1}, {"hi"}, {}}};
+  auto layout = memory_zone_layout(c);
+  auto nodes = acpi_numa_nodes(c, layout);
+  ASSERT_TRUE(nodes) << nodes.error().what();
+  ASSERT_EQ((*nodes)[0].memory.size(), 1u);
+  EXPECT_EQ((*nodes)[0].memory[0].gpa, 0u);
+  EXPECT_EQ((*nodes)[0].memory[0].size, 2ull << 30);
+  ASSERT_EQ((*nodes)[1].memory.size(), 2u);
+  EXPECT_EQ((*nodes)[1].memory[0].gpa, 2ull << 30);
+  EXPECT_EQ((*nodes)[1].memory[1].gpa, x86::kRam64Start);
+  uint64_t total = 0;
+  for (const auto& n : *nodes)
+    for (const auto& r : n.memory) total += r.size;
+  EXPECT_EQ(total, 4ull << 30) << "every byte of RAM on exactly one node";
 }
 
 // Cpus_allowed_list of a thread as the kernel reports it (what the KVM
