@@ -16,6 +16,9 @@
 // Everything happens in a private network namespace (unshare(CLONE_NEWNET));
 // frames go nowhere (the kernel drops them after the tap).
 //
+// Each figure is S seconds per path, in 6 alternating slices (device,
+// direct, device, ...) so that load from elsewhere hits both alike.
+//
 //   net_bench [--seconds S]     (needs root; exit 77 "skipped: ..." if not)
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
@@ -50,6 +53,8 @@ namespace {
 constexpr const char* kTap = "sknb0";
 constexpr uint16_t kQueueSize = 256;
 constexpr uint64_t kMiB = 1 << 20;
+constexpr uint32_t kMaxFrame = 65014;  // the TSO frame below
+constexpr int kRounds = 6;             // device and direct alternate in this many slices
 const uint8_t kMac[6] = {0x52, 0x54, 0x00, 0xbe, 0x4c, 0x01};
 
 double seconds_since(Clock::time_point t) {
@@ -114,8 +119,9 @@ struct DevicePath {
   testing::FakeGuest guest{64 * kMiB};
   std::unique_ptr<VirtioNet> net;
   std::vector<std::unique_ptr<testing::FakeDriver>> drivers;
-  std::vector<uint64_t> rx_bufs;  // posted receive buffers
-  size_t rx_next = 0;             // the next one to give back
+  std::vector<uint64_t> tx_hdrs, tx_frames;  // transmit buffers (largest frame)
+  std::vector<uint64_t> rx_bufs;             // posted receive buffers
+  size_t rx_next = 0;                        // the next one to give back
 
   bool start(std::unique_ptr<net::Tap> tap) {
     NetOptions o;
@@ -153,12 +159,18 @@ uint64_t device_tx(DevicePath& d, const Frame& f, double secs) {
   // Chains of two descriptors (header, frame) as Linux sends them; half
   // the ring's descriptors per round. Buffers are allocated once.
   constexpr uint16_t kBatch = kQueueSize / 2;
-  std::vector<uint64_t> hdrs, frames;
+  // Buffers for the largest frame, allocated once, refilled per call.
+  if (d.tx_hdrs.empty()) {
+    for (uint16_t i = 0; i < kBatch; ++i) {
+      d.tx_hdrs.push_back(tx.alloc(sizeof f.hdr));
+      d.tx_frames.push_back(tx.alloc(kMaxFrame));
+    }
+  }
+  const std::vector<uint64_t>& hdrs = d.tx_hdrs;
+  const std::vector<uint64_t>& frames = d.tx_frames;
   for (uint16_t i = 0; i < kBatch; ++i) {
-    hdrs.push_back(tx.alloc(sizeof f.hdr));
-    std::memcpy(d.guest.host(hdrs.back(), sizeof f.hdr).data(), &f.hdr, sizeof f.hdr);
-    frames.push_back(tx.alloc(static_cast<uint32_t>(f.bytes.size())));
-    std::memcpy(d.guest.host(frames.back(), f.bytes.size()).data(), f.bytes.data(), f.bytes.size());
+    std::memcpy(d.guest.host(hdrs[i], sizeof f.hdr).data(), &f.hdr, sizeof f.hdr);
+    std::memcpy(d.guest.host(frames[i], f.bytes.size()).data(), f.bytes.data(), f.bytes.size());
   }
   uint64_t before = d.net->stats(0).tx_packets.load();
   uint16_t used = tx.used_idx();
@@ -330,12 +342,15 @@ int main(int argc, char** argv) {
     const char* name;
     size_t len;
     bool tso;
-  } sizes[] = {{"64B", 64, false}, {"1514B", 1514, false}, {"64KiB-TSO", 65014, true}};
+  } sizes[] = {{"64B", 64, false}, {"1514B", 1514, false}, {"64KiB-TSO", kMaxFrame, true}};
   for (const Size& s : sizes) {
     if (s.tso && !dev.has_tso()) continue;
     Frame f = make_frame(s.len, s.tso);
-    uint64_t a = device_tx(dev, f, secs);
-    uint64_t b = direct_tx(fd, f, secs);
+    uint64_t a = 0, b = 0;
+    for (int r = 0; r < kRounds; ++r) {  // alternating, so load changes hit both alike
+      a += device_tx(dev, f, secs / kRounds);
+      b += direct_tx(fd, f, secs / kRounds);
+    }
     print_row("tx", s.name, rate(a, s.len, secs), rate(b, s.len, secs));
   }
   for (const Size& s : sizes) {
@@ -344,19 +359,22 @@ int main(int argc, char** argv) {
       continue;
     }
     Frame f = make_frame(s.len, false);
-    drain(fd);
-    Generator g1(f);
-    if (!g1.start()) {
-      std::printf("rx: cannot open the generator socket: %s\n", std::strerror(errno));
-      return 1;
+    uint64_t a = 0, b = 0, sent_a = 0, sent_b = 0;
+    for (int r = 0; r < kRounds; ++r) {
+      drain(fd);
+      Generator g1(f);
+      if (!g1.start()) {
+        std::printf("rx: cannot open the generator socket: %s\n", std::strerror(errno));
+        return 1;
+      }
+      a += device_rx(dev, fd, secs / kRounds);
+      sent_a += g1.stop();
+      drain(fd);
+      Generator g2(f);
+      if (!g2.start()) return 1;
+      b += direct_rx(fd, secs / kRounds);
+      sent_b += g2.stop();
     }
-    uint64_t a = device_rx(dev, fd, secs);
-    uint64_t sent_a = g1.stop();
-    drain(fd);
-    Generator g2(f);
-    if (!g2.start()) return 1;
-    uint64_t b = direct_rx(fd, secs);
-    uint64_t sent_b = g2.stop();
     std::string note =
         " (generator sent " + std::to_string(sent_a) + " / " + std::to_string(sent_b) + ")";
     print_row("rx", s.name, rate(a, s.len, secs), rate(b, s.len, secs), note.c_str());
