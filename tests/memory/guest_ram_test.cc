@@ -2,8 +2,8 @@
 // /proc/self/smaps, numa_maps or the memfd itself, not in skiff's own state.
 #include "memory/guest_ram.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -205,6 +205,20 @@ TEST(GuestRam, SizesAndHugePageSizesAreCheckedByValue) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("hugepage_size=4194304 is not 2M or 1G"), std::string::npos)
       << bad.error().message;
+}
+
+TEST(GuestRam, HugePageZoneOffAHugePageBoundaryIsRefusedBeforeThePoolIsAsked) {
+  // A 1 MiB private zone puts the next zone at 1 MiB: KVM could not map
+  // its 2 MiB pages as huge pages, and the hugetlb mapping would not line up.
+  RamOptions huge;
+  huge.hugepages = true;
+  std::vector<RamZone> zones{{"small", {{0, kMiB}}, {}}, {"huge", {{kMiB, 2 * kMiB}}, huge}};
+  auto ram = GuestRam::create(zones);
+  ASSERT_FALSE(ram);
+  EXPECT_NE(ram.error().message.find("--memory-zone id=huge: guest range [0x100000, +0x200000) "
+                                     "is not aligned to its 2 MiB pages"),
+            std::string::npos)
+      << ram.error().message;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
   skiff_memory_test.py qemu-ref   --elf mem_walk.pvh.elf
   skiff_memory_test.py short-pool --skiff SKIFF --elf mem_walk.pvh.elf
   skiff_memory_test.py hugepages  --skiff SKIFF --elf mem_walk.pvh.elf
+  skiff_memory_test.py ksm        --skiff SKIFF --elf mem_walk.pvh.elf
+  skiff_memory_test.py zones      --skiff SKIFF --elf bootinfo.pvh.elf
 
 qemu-ref: the guest under QEMU with memfd-backed RAM proves the guest right
 (KVM when /dev/kvm is there, else -accel tcg -cpu max, said in the output).
@@ -13,6 +15,13 @@ anywhere). hugepages: the guest walks a buffer under skiff --memory
 hugepages=on; the test grows /proc/sys/vm/nr_hugepages itself (restored
 after) and reads skiff's /proc/PID/smaps while the guest runs: the RAM
 mapping must be hugetlb with 2 MiB pages. Needs /dev/kvm (else a skip).
+ksm: two skiff VMs run the same walk (identical buffers) with --memory
+mergeable=on while ksmd runs (switched on here, restored after): both
+processes must get pages merged (/proc/PID/ksm_merging_pages). Needs
+/dev/kvm and KSM.
+zones: the bootinfo guest under skiff with two --memory-zone entries (one
+private, one shared) sees one contiguous RAM map of their total size.
+Needs /dev/kvm.
 Exit 0 pass, 1 fail, 77 skipped.
 """
 import argparse
@@ -102,8 +111,7 @@ def hugetlb_mapping(pid):
 
 
 def hugepages(a):
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        skip("no /dev/kvm: skiff cannot run the guest here")
+    need_kvm()
     if not os.path.isdir(POOL):
         skip("this kernel has no 2 MiB huge pages")
     pages = 128  # 256 MiB of guest RAM
@@ -138,15 +146,78 @@ def hugepages(a):
             f.write(str(old))
 
 
+def need_kvm():
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        skip("no /dev/kvm: skiff cannot run the guest here")
+
+
+def ksm(a):
+    need_kvm()
+    k = "/sys/kernel/mm/ksm/"
+    if not os.path.isdir(k):
+        skip("no /sys/kernel/mm/ksm (CONFIG_KSM off)")
+    saved = {}
+    try:
+        for name, value in (("pages_to_scan", "5000"), ("sleep_millisecs", "10"), ("run", "1")):
+            with open(k + name) as f:
+                saved[name] = f.read().strip()
+            with open(k + name, "w") as f:
+                f.write(value)
+    except OSError as e:
+        skip(f"cannot switch ksmd on ({e}); needs root")
+    vms = []
+    try:
+        # A long walk keeps both VMs alive while ksmd scans; killed below.
+        for _ in range(2):
+            vms.append(subprocess.Popen(
+                [a.skiff, "--kernel", a.elf, "--serial", "off", "--memory", "size=256M,mergeable=on",
+                 "--cmdline", "mib=64 steps=100000000000"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        deadline = time.monotonic() + 60
+        merged = [0, 0]
+        while time.monotonic() < deadline and min(merged) < 4096:
+            for i, p in enumerate(vms):
+                if p.poll() is not None:
+                    fail(f"skiff {i} exited early with {p.returncode}: {p.stderr.read()}")
+                with open(f"/proc/{p.pid}/ksm_merging_pages") as f:
+                    merged[i] = int(f.read())
+            time.sleep(0.2)
+        print(f"pages merged by KSM: {merged[0]} and {merged[1]}")
+        if min(merged) < 4096:
+            fail("KSM merged fewer than 4096 pages (16 MiB) in each VM within 60 s")
+    finally:
+        for p in vms:
+            p.kill()
+            p.wait()
+        for name in ("run", "sleep_millisecs", "pages_to_scan"):
+            if name in saved:
+                with open(k + name, "w") as f:
+                    f.write(saved[name])
+
+
+def zones(a):
+    need_kvm()
+    r = subprocess.run([a.skiff, "--kernel", a.elf, "--memory-zone", "id=a,size=64M",
+                        "--memory-zone", "id=b,size=96M,shared=on"],
+                       capture_output=True, text=True, timeout=60)
+    ram = [l.split() for l in r.stdout.splitlines() if l.startswith("MEM=") and l.endswith(" 1")]
+    total = sum(int(f[1], 16) for f in ram)
+    end = max((int(f[0][4:], 16) + int(f[1], 16) for f in ram), default=0)
+    print(f"guest RAM map: {len(ram)} ranges, {total >> 20} MiB, ending at {end:#x}")
+    if end != 160 << 20:
+        fail(f"guest RAM should end at 160 MiB (64 + 96):\n{r.stdout}\n{r.stderr}")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["qemu-ref", "short-pool", "hugepages"])
+    ap.add_argument("mode", choices=["qemu-ref", "short-pool", "hugepages", "ksm", "zones"])
     ap.add_argument("--elf", required=True)
     ap.add_argument("--skiff")
     a = ap.parse_args()
     if not os.path.exists(a.elf):
         fail(f"{a.elf} is missing (build the skiff_guests target)")
-    {"qemu-ref": qemu_ref, "short-pool": short_pool, "hugepages": hugepages}[a.mode](a)
+    {"qemu-ref": qemu_ref, "short-pool": short_pool, "hugepages": hugepages, "ksm": ksm,
+     "zones": zones}[a.mode](a)
     print("PASS")
 
 
