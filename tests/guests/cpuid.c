@@ -14,29 +14,19 @@
 
 const char guest_name[] = "cpuid";
 
-static uint32_t cpl0_regs[4];
-static uint64_t cpuid_at_cpl0(uint64_t leaf_subleaf) {
-  cpuid((uint32_t)leaf_subleaf, (uint32_t)(leaf_subleaf >> 32), cpl0_regs);
-  return 0;
-}
-static void cpuid0(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
-  kernel_call(cpuid_at_cpl0, (uint64_t)subleaf << 32 | leaf);
-  memcpy(r, cpl0_regs, sizeof cpl0_regs);
-}
-
 int guest_main(void) {
   uint32_t r[4];
-  cpuid0(0, 0, r);
+  cpuid_cpl0(0, 0, r);
   uint32_t max = r[0];
   printf("MAXLEAF=%x\n", max);
-  cpuid0(1, 0, r);
+  cpuid_cpl0(1, 0, r);
   bool hypervisor = r[2] & (1u << 31);
   printf("LEAF1_EBX=%x APICID=%u LOGICAL=%u\n", r[1], r[1] >> 24, (r[1] >> 16) & 0xff);
 
   char sig[13] = {0};
   uint32_t hv_max = 0;
   if (hypervisor) {
-    cpuid0(0x40000000, 0, r);
+    cpuid_cpl0(0x40000000, 0, r);
     hv_max = r[0];
     memcpy(sig, &r[1], 4);
     memcpy(sig + 4, &r[2], 4);
@@ -47,7 +37,7 @@ int guest_main(void) {
   if (max >= 0xb) {
     /* SDM vol. 2 CPUID leaf 0BH: levels until the level type (ECX[15:8]) is 0. */
     for (uint32_t i = 0; i < 8; i++) {
-      cpuid0(0xb, i, r);
+      cpuid_cpl0(0xb, i, r);
       uint32_t type = (r[2] >> 8) & 0xff;
       if (type == 0) break;
       printf("LEAF0B.%u=type=%u shift=%u count=%u x2apic=%u\n", i, type, r[0] & 0x1f, r[1] & 0xffff,

@@ -15,16 +15,6 @@
 
 const char guest_name[] = "topology";
 
-static uint32_t cpl0_regs[4];
-static uint64_t cpuid_at_cpl0(uint64_t leaf_subleaf) {
-  cpuid((uint32_t)leaf_subleaf, (uint32_t)(leaf_subleaf >> 32), cpl0_regs);
-  return 0;
-}
-static void cpuid0(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
-  kernel_call(cpuid_at_cpl0, (uint64_t)subleaf << 32 | leaf);
-  memcpy(r, cpl0_regs, sizeof cpl0_regs);
-}
-
 static bool failed;
 #define BAD(...)         \
   do {                   \
@@ -38,7 +28,7 @@ static bool failed;
 static void print_levels(uint32_t leaf, const char* name) {
   uint32_t r[4];
   for (uint32_t i = 0; i < 8; i++) {
-    cpuid0(leaf, i, r);
+    cpuid_cpl0(leaf, i, r);
     uint32_t type = (r[2] >> 8) & 0xff;
     if (type == 0) return;
     printf("%s.%u=type=%u shift=%u count=%u x2apic=%u\n", name, i, type, r[0] & 0x1f, r[1] & 0xffff,
@@ -121,9 +111,9 @@ static void print_slit(const struct acpi_header* t) {
 
 int guest_main(void) {
   uint32_t r[4];
-  cpuid0(0, 0, r);
+  cpuid_cpl0(0, 0, r);
   uint32_t max = r[0];
-  cpuid0(1, 0, r);
+  cpuid_cpl0(1, 0, r);
   printf("LEAF1=apicid=%u logical=%u\n", r[1] >> 24, (r[1] >> 16) & 0xff);
   if (max >= 0xb) print_levels(0xb, "LEAF0B");
   if (max >= 0x1f) print_levels(0x1f, "LEAF1F");
@@ -146,22 +136,10 @@ int guest_main(void) {
 
   /* Start every enabled AP at the APIC ID the MADT gives: proves the VMM's
    * vCPUs answer to those IDs (skiff: KVM vCPU id = topology APIC ID). */
-  uint32_t ids[MAX_CPUS];
-  uint32_t cpus = madt_cpus(ids, MAX_CPUS);
-  if (cpus > MAX_CPUS) guest_fail("MADT lists %u CPUs, the guest handles %u", cpus, MAX_CPUS);
-  uint32_t bsp = lapic_id();
-  smp_copy_trampoline();
-  uint32_t want = 0;
-  for (uint32_t i = 0; i < cpus; i++) {
-    if (ids[i] == bsp) continue;
-    smp_start_ap(ids[i]);
-    want++;
-  }
-  for (int i = 0; i < 2000 && __atomic_load_n(&ap_started, __ATOMIC_ACQUIRE) < want; i++)
-    delay_us(1000);
-  uint32_t started = __atomic_load_n(&ap_started, __ATOMIC_ACQUIRE);
-  printf("STARTED=%u APICIDS=%u", started + 1, bsp);
-  for (uint32_t i = 0; i < started && i < MAX_APS; i++) printf(",%u", ap_apic_ids[i]);
+  uint32_t running;
+  uint32_t cpus = smp_start_all(&running);
+  printf("STARTED=%u APICIDS=%u", running, lapic_id());
+  for (uint32_t i = 0; i + 1 < running && i < MAX_APS; i++) printf(",%u", ap_apic_ids[i]);
   printf("\n");
-  return failed || started + 1 != cpus ? 0x20 : 0x10;
+  return failed || running != cpus ? 0x20 : 0x10;
 }

@@ -107,3 +107,14 @@ void exception_handler(struct exception_frame* f) {
       (unsigned long long)cr2);
   guest_exit(EXIT_EXCEPTION);
 }
+
+static uint32_t cpl0_regs[4];
+static uint64_t cpuid_at_cpl0(uint64_t leaf_subleaf) {
+  cpuid((uint32_t)leaf_subleaf, (uint32_t)(leaf_subleaf >> 32), cpl0_regs);
+  return 0;
+}
+
+void cpuid_cpl0(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
+  kernel_call(cpuid_at_cpl0, (uint64_t)subleaf << 32 | leaf);
+  memcpy(r, cpl0_regs, sizeof cpl0_regs);
+}

@@ -116,6 +116,9 @@ bool parse_u64(const char* s, uint64_t* out); /* decimal or 0x-hex */
 /* ---- CPU (cpu.c, cpu.S) ---- */
 uint64_t run_user(uint64_t (*fn)(uint64_t), uint64_t arg);
 uint64_t kernel_call(uint64_t (*fn)(uint64_t), uint64_t arg);
+/* CPUID executed at CPL 0 (through kernel_call): on nested-KVM hosts a
+ * CPL-3 CPUID is answered by the outer VM, not by the VMM under test. */
+void cpuid_cpl0(uint32_t leaf, uint32_t subleaf, uint32_t r[4]);
 struct exception_frame {
   uint64_t r11, r10, r9, r8, rdi, rsi, rdx, rcx, rax, rbx;
   uint64_t vector, error;
@@ -186,6 +189,11 @@ void smp_copy_trampoline(void);
 /* APs that reached C, and their APIC IDs in arrival order. */
 extern volatile uint32_t ap_started;
 extern volatile uint32_t ap_apic_ids[MAX_APS];
+/* Starts every AP the MADT enables (INIT-SIPI-SIPI at its APIC ID) and
+ * waits, bounded (2 s), for each to check in. Returns how many CPUs the MADT
+ * enables; *running gets how many run, the BSP included (APIC IDs of the
+ * APs in ap_apic_ids). Fails the guest if the MADT lists more than MAX_CPUS. */
+uint32_t smp_start_all(uint32_t* running);
 /* Busy-waits roughly us microseconds (TSC, assumes >= 1 GHz at most 4x off). */
 void delay_us(uint64_t us);
 

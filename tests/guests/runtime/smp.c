@@ -122,3 +122,22 @@ void ap_main(uint32_t slot) {
   __atomic_fetch_add(&ap_started, 1, __ATOMIC_RELEASE);
   for (;;) __asm__ volatile("cli; hlt");
 }
+
+uint32_t smp_start_all(uint32_t* running) {
+  uint32_t ids[MAX_CPUS];
+  uint32_t cpus = madt_cpus(ids, MAX_CPUS);
+  if (cpus > MAX_CPUS) guest_fail("MADT lists %u CPUs, the guest handles %u", cpus, MAX_CPUS);
+  uint32_t bsp = lapic_id();
+  smp_copy_trampoline();
+  uint32_t want = 0;
+  for (uint32_t i = 0; i < cpus; i++) {
+    if (ids[i] == bsp) continue;
+    smp_start_ap(ids[i]);
+    want++;
+  }
+  /* When called from guest_main the wait runs at CPL 3, natively; TSC-bounded. */
+  for (int i = 0; i < 2000 && __atomic_load_n(&ap_started, __ATOMIC_ACQUIRE) < want; i++)
+    delay_us(1000);
+  *running = __atomic_load_n(&ap_started, __ATOMIC_ACQUIRE) + 1;
+  return cpus;
+}
