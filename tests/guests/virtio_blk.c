@@ -23,6 +23,18 @@
  *                             it is never taken)
  * Command line: seed=N (pattern seed), rng=0 to skip the RNG, msix=0 to
  * leave MSI-X off.
+ *
+ * bench=SECONDS (bench/blk_vm): instead of the checks above, 4 KiB random
+ * reads on the virtio-blk disk with 32 requests always in flight (queue 0,
+ * 128 entries, 3 descriptors per request, no MSI-X and
+ * VIRTQ_AVAIL_F_NO_INTERRUPT: pure polling), for SECONDS seconds after one
+ * second of warm-up that also calibrates the TSC against the CMOS RTC's
+ * seconds. Prints
+ *   BENCH_DEPTH=32  BENCH_SECONDS=s  BENCH_REQS=n  BENCH_TSC_HZ=hz
+ *   BENCH_IOPS=n    completed requests per second of the measured interval
+ * Every completion's status must be OK and its head one the guest posted;
+ * with verify=1 the first 8 bytes of each block read must be its 4 KiB
+ * block number (little endian), as bench/blk_vm's disk is written.
  * Exit 0x10 on success; guest_fail (0x7e) on any protocol problem. */
 #include "runtime.h"
 
@@ -78,7 +90,9 @@ struct vdev {
   volatile uint8_t* notify;
   uint32_t notify_mult;
   /* queue 0 */
-  volatile uint8_t* rings; /* desc | avail at +256 | used at +4096 */
+  uint16_t qsize;          /* entries; 0 in setup() means QSIZE */
+  uint32_t avail_off;      /* 256, or 16 * qsize if that is more */
+  volatile uint8_t* rings; /* desc | avail at +avail_off | used at +4096 */
   uint16_t next_avail;
   uint16_t last_used;
 };
@@ -160,6 +174,8 @@ static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) 
   v->device_cfg = phys(base + off[4]);
   v->notify_mult = mult;
   v->rings = ring_mem[index];
+  if (v->qsize == 0) v->qsize = QSIZE;
+  v->avail_off = 16u * v->qsize > 256 ? 16u * v->qsize : 256;
 
   /* §3.1.1 driver initialisation. */
   C8(v, 0x14) = 0;
@@ -176,8 +192,8 @@ static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) 
   if (!(C8(v, 0x14) & 8)) guest_fail("device %u refused FEATURES_OK", dev);
   C16(v, 0x16) = 0; /* queue_select */
   uint16_t max = C16(v, 0x18);
-  if (max < QSIZE) guest_fail("queue 0 of device %u has only %u entries", dev, max);
-  C16(v, 0x18) = QSIZE;
+  if (max < v->qsize) guest_fail("queue 0 of device %u has only %u entries", dev, max);
+  C16(v, 0x18) = v->qsize;
   C16(v, 0x10) = 0xffff; /* no config-change vector */
   /* Queue 0 -> MSI-X table entry 1; the device must accept it (§4.1.5.1.2). */
   uint16_t qvec = v->msix_vector ? 1 : 0xffff;
@@ -185,7 +201,7 @@ static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) 
   if (C16(v, 0x1a) != qvec) guest_fail("device %u refused MSI-X vector %u", dev, qvec);
   memset((void*)v->rings, 0, sizeof ring_mem[0]);
   C64(v, 0x20) = (uint64_t)(uintptr_t)v->rings;
-  C64(v, 0x28) = (uint64_t)(uintptr_t)(v->rings + 256);
+  C64(v, 0x28) = (uint64_t)(uintptr_t)(v->rings + v->avail_off);
   C64(v, 0x30) = (uint64_t)(uintptr_t)(v->rings + 4096);
   C16(v, 0x1c) = 1;
   C8(v, 0x14) = 1 | 2 | 8 | 4; /* DRIVER_OK */
@@ -207,8 +223,8 @@ static uint32_t submit(struct vdev* v, const struct desc* d, int n) {
     table[i].flags = (uint16_t)(d[i].flags | (i + 1 < n ? 1 : 0));
     table[i].next = (uint16_t)(i + 1);
   }
-  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + 256);
-  avail[2 + v->next_avail % QSIZE] = 0;
+  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
+  avail[2 + v->next_avail % v->qsize] = 0;
   barrier();
   avail[1] = ++v->next_avail;
   barrier();
@@ -222,7 +238,8 @@ static uint32_t submit(struct vdev* v, const struct desc* d, int n) {
       guest_fail("device %u: no used buffer (status 0x%x)", v->dev, C8(v, 0x14));
   }
   barrier();
-  volatile uint32_t* elem = (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % QSIZE));
+  volatile uint32_t* elem =
+      (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % v->qsize));
   ++v->last_used;
   if (elem[0] != 0) guest_fail("device %u returned head %u", v->dev, elem[0]);
   return elem[1];
@@ -304,12 +321,153 @@ static void test_rng(struct vdev* v) {
   printf("RNG_DIFFERENT=%d\n", n1 == n2 && n1 > 0 && memcmp(a, b, n1) != 0);
 }
 
+/* ---- bench=SECONDS: 4 KiB random reads, 32 in flight ---- */
+#define BENCH_DEPTH 32
+#define BENCH_QSIZE 128
+static uint8_t bench_data[BENCH_DEPTH][4096] __attribute__((aligned(4096)));
+static struct blk_hdr bench_hdr[BENCH_DEPTH];
+static volatile uint8_t bench_status[BENCH_DEPTH];
+
+static uint64_t xorshift64(uint64_t* s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* The RTC's seconds register, read outside an update cycle (MC146818:
+ * register A bit 7, update in progress). */
+static uint8_t rtc_seconds(void) {
+  while (cmos_read(0x0a) & 0x80) cpu_relax();
+  return cmos_read(0x00);
+}
+
+/* Request i always uses descriptors 3i (header), 3i+1 (data), 3i+2
+ * (status), head 3i; only the header's sector changes. */
+static void bench_post(struct vdev* v, uint32_t i, uint64_t sector) {
+  volatile struct desc* table = (volatile struct desc*)v->rings;
+  uint16_t d = (uint16_t)(3 * i);
+  bench_hdr[i].type = 0; /* VIRTIO_BLK_T_IN */
+  bench_hdr[i].reserved = 0;
+  bench_hdr[i].sector = sector;
+  bench_status[i] = 0xff;
+  table[d].addr = (uint64_t)(uintptr_t)&bench_hdr[i];
+  table[d].len = 16;
+  table[d].flags = 1; /* NEXT */
+  table[d].next = (uint16_t)(d + 1);
+  table[d + 1].addr = (uint64_t)(uintptr_t)bench_data[i];
+  table[d + 1].len = 4096;
+  table[d + 1].flags = 1 | 2; /* NEXT | WRITE */
+  table[d + 1].next = (uint16_t)(d + 2);
+  table[d + 2].addr = (uint64_t)(uintptr_t)&bench_status[i];
+  table[d + 2].len = 1;
+  table[d + 2].flags = 2; /* WRITE */
+  table[d + 2].next = 0;
+  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
+  avail[2 + v->next_avail % v->qsize] = d;
+  ++v->next_avail;
+}
+
+static void bench_blk(struct vdev* v, uint64_t seconds) {
+  uint64_t cap = *(volatile uint64_t*)v->device_cfg;
+  uint64_t blocks = cap / 8;
+  if (blocks == 0)
+    guest_fail("disk too small for 4 KiB reads: %llu sectors", (unsigned long long)cap);
+  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
+  volatile uint16_t* used = (volatile uint16_t*)(v->rings + 4096);
+  volatile uint16_t* notify = (volatile uint16_t*)(v->notify + C16(v, 0x1e) * v->notify_mult);
+  uint64_t rnd = cmdline_u64("seed", 1) * 0x9e3779b97f4a7c15ull | 1;
+  int verify = (int)cmdline_u64("verify", 0);
+  avail[0] = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: polling (§2.7.7) */
+  for (uint32_t i = 0; i < BENCH_DEPTH; ++i) bench_post(v, i, (xorshift64(&rnd) % blocks) * 8);
+  barrier();
+  avail[1] = v->next_avail;
+  barrier();
+  *notify = 0;
+
+  /* Phase 0: warm-up until an RTC second starts; phase 1: that second
+   * calibrates the TSC; phase 2: the measured `seconds`. */
+  int phase = 0;
+  uint8_t sec = rtc_seconds();
+  uint64_t done = 0, t1 = 0, done1 = 0, tsc_hz = 0, t_end = 0, spins = 0;
+  for (;;) {
+    int posted = 0;
+    while (used[1] != v->last_used) {
+      barrier();
+      volatile uint32_t* elem =
+          (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % v->qsize));
+      uint32_t head = elem[0];
+      ++v->last_used;
+      uint32_t i = head / 3;
+      if (head % 3 != 0 || i >= BENCH_DEPTH) guest_fail("bench: device returned head %u", head);
+      if (bench_status[i] != 0) guest_fail("bench: read status %u", bench_status[i]);
+      if (verify && *(volatile uint64_t*)bench_data[i] != bench_hdr[i].sector / 8)
+        guest_fail("bench: block %llu read back as %llu",
+                   (unsigned long long)(bench_hdr[i].sector / 8),
+                   (unsigned long long)*(volatile uint64_t*)bench_data[i]);
+      ++done;
+      if (phase < 3) {
+        bench_post(v, i, (xorshift64(&rnd) % blocks) * 8);
+        posted = 1;
+      }
+    }
+    if (posted) {
+      barrier();
+      avail[1] = v->next_avail;
+      barrier();
+      if (!(used[0] & 1)) *notify = 0; /* unless VIRTQ_USED_F_NO_NOTIFY */
+    }
+    if (phase == 3) {
+      if ((uint16_t)(v->next_avail - v->last_used) == 0) break; /* drained */
+      if (++spins > (1ull << 34)) guest_fail("bench: requests never completed");
+      continue;
+    }
+    if (phase < 2) {
+      uint8_t now = rtc_seconds();
+      if (now == sec) continue;
+      sec = now;
+      uint64_t t = rdtsc();
+      if (phase == 0) {
+        t1 = t;
+        phase = 1;
+        continue;
+      }
+      tsc_hz = t - t1;
+      t1 = t;
+      done1 = done;
+      t_end = t1 + seconds * tsc_hz;
+      phase = 2;
+      continue;
+    }
+    uint64_t t = rdtsc();
+    if (t >= t_end) {
+      printf("BENCH_DEPTH=%u\n", BENCH_DEPTH);
+      printf("BENCH_SECONDS=%llu\n", (unsigned long long)seconds);
+      printf("BENCH_REQS=%llu\n", (unsigned long long)(done - done1));
+      printf("BENCH_TSC_HZ=%llu\n", (unsigned long long)tsc_hz);
+      printf("BENCH_IOPS=%llu\n", (unsigned long long)((done - done1) * tsc_hz / (t - t1)));
+      phase = 3; /* stop posting; wait for what is in flight */
+    }
+  }
+}
+
 static int irr(uint8_t vector) {
   return (int)((lapic_read(0x200 + 0x10u * (vector / 32u)) >> (vector % 32u)) & 1);
 }
 
 int guest_main(void) {
   map_pci_window();
+  uint64_t bench = cmdline_u64("bench", 0);
+  if (bench) {
+    struct vdev v = {0};
+    v.qsize = BENCH_QSIZE;
+    for (uint32_t dev = 0; dev < 32 && !v.common; ++dev)
+      if (cfg_read(dev, 0) == 0x10421af4) setup(&v, dev, 0, 0);
+    if (!v.common) guest_fail("no virtio-blk (1af4:1042) on bus 0");
+    bench_blk(&v, bench);
+    puts_line("VIRTIO_DONE");
+    return 0x10;
+  }
   int msix = (int)cmdline_u64("msix", 1);
   if (msix) lapic_write(0xf0, lapic_read(0xf0) | 0x100); /* LAPIC software enable */
   struct vdev blk = {0}, rng = {0};
