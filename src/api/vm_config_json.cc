@@ -302,9 +302,10 @@ Result<> parse_memory(const json& j, VmConfig& c) {
       return fail("memory.thp: expected a boolean, got {}", type_name(j.at("thp")));
     thp = j.at("thp").get<bool>() ? Thp::kOn : Thp::kOff;
   }
+  if (has(j, "zones") && !j.at("zones").is_array())
+    return fail("memory.zones: expected an array, got {}", type_name(j.at("zones")));
   if (has(j, "zones") && !j.at("zones").empty()) {
     const json& zones = j.at("zones");
-    if (!zones.is_array()) return fail("memory.zones: expected an array, got {}", type_name(zones));
     // Cloud Hypervisor's rule: with zones, all RAM is in the zones.
     uint64_t size = SKIFF_TRY(get_uint(j, "memory", "size", 0, kMaxMemory));
     if (size != 0)

@@ -100,6 +100,7 @@ TEST(MemoryConfigJson, UnsupportedAndBadFieldsAreRefusedByName) {
            {R"({"size":0,"shared":true,"zones":[{"id":"a","size":1073741824}]})",
             "memory.shared: with memory.zones, set it on each zone"},
            {R"({"size":0,"zones":[{"size":1073741824}]})", "memory.zones[0].id: required"},
+           {R"({"size":1073741824,"zones":{}})", "memory.zones: expected an array, got object"},
            {R"({"size":0,"zones":[{"id":"a","size":1073741824},{"id":"a","size":1073741824}]})",
             "memory.zones[1].id: 'a' is used twice"},
            {R"({"size":0,"zones":[{"id":"a","size":1073741824,"file":"/f"}]})",
