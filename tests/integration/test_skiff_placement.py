@@ -82,6 +82,22 @@ class Topology(unittest.TestCase):
                          sorted(ids[:boot]))
 
 
+    def test_memory_zones_land_on_their_numa_nodes(self):
+        mib = 1 << 20
+        r = run_skiff(["--kernel", guest("topology"), "--memory", "size=0",
+                       "--memory-zone", "id=near,size=48M", "--memory-zone", "id=far,size=80M",
+                       "--cpus", "boot=2",
+                       "--numa", "guest_numa_id=0,cpus=[0],memory_zones=[near]",
+                       "--numa", "guest_numa_id=1,cpus=[1],memory_zones=[far]"])
+        self.assertEqual(r.status, (0x10 << 1) | 1, r.serial + r.log)
+        mems = sorted((int(m["base"], 16), int(m["len"], 16), int(m["node"]))
+                      for m in map(fields, r.values("SRAT_MEM")))
+        # Zones follow each other in guest physical order (docs/memory.md).
+        self.assertEqual(mems, [(0, 48 * mib, 0), (48 * mib, 80 * mib, 1)])
+        self.assertEqual(r.values("SLIT.0"), ["10,20"])
+        self.assertEqual(r.values("SLIT.1"), ["20,10"])
+
+
 class Affinity(unittest.TestCase):
     def setUp(self):
         require_kvm()
@@ -153,6 +169,11 @@ class Errors(unittest.TestCase):
                       "--numa", "guest_numa_id=2,cpus=[1]"], "guest_numa_id=2")
         self.refused(["--cpus", "boot=2", "--numa", "guest_numa_id=0,cpus=[0-2]"], "vCPU 2")
         self.refused(["--numa", "guest_numa_id=0,memory_zones=[nope]"], "memory zone 'nope'")
+
+    def test_every_memory_zone_needs_a_node(self):
+        self.refused(["--memory", "size=0", "--memory-zone", "id=a,size=32M",
+                      "--memory-zone", "id=b,size=32M",
+                      "--numa", "guest_numa_id=0,memory_zones=[a]"], "'b' belongs to no guest_numa_id")
 
 
 if __name__ == "__main__":
