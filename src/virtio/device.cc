@@ -146,6 +146,34 @@ void VirtioDevice::stop_queue(uint16_t index) {
   on_queue_stop(index, queues_[index]);
 }
 
+void VirtioDevice::offer_ring_reset() {
+  if (supports_queue_reset()) device_features_ |= feature_bit(kFeatureRingReset);
+}
+
+bool VirtioDevice::reset_queue(uint16_t index) {
+  if (index >= queues_.size() || !(status() & kStatusFeaturesOk) || !negotiated(kFeatureRingReset))
+    return false;
+  // §2.6.1.1.2: no more requests from this queue and no notifications for
+  // it; in-flight requests complete first so nothing lands in the old rings
+  // after the driver sees the reset done.
+  stop_queue(index);
+  queues_[index].reset();
+  return true;
+}
+
+Result<> VirtioDevice::enable_queue(uint16_t index) {
+  if (index >= queues_.size()) return skiff::fail("{}: no queue {} to enable", name_, index);
+  Queue& q = queues_[index];
+  if (!activated_ || needs_reset() || q.active() || !q.ready()) return {};
+  auto r = q.activate(*memory_, negotiated(kFeatureEventIdx), negotiated(kFeatureIndirectDesc));
+  if (!r) {
+    auto e = context(r.error(), fmt::format("queue {} re-enabled after reset", index));
+    mark_needs_reset(e.error());
+    return e;
+  }
+  return {};
+}
+
 void VirtioDevice::signal_used(uint16_t index) {
   if (index >= queues_.size()) return;
   if (queues_[index].needs_notification() && interrupt_)

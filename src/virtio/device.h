@@ -50,6 +50,9 @@ inline constexpr uint8_t kStatusFailed = 0x80;
 inline constexpr unsigned kFeatureIndirectDesc = 28;  // VIRTIO_F_INDIRECT_DESC
 inline constexpr unsigned kFeatureEventIdx = 29;      // VIRTIO_F_EVENT_IDX
 inline constexpr unsigned kFeatureVersion1 = 32;      // VIRTIO_F_VERSION_1
+// Per-queue reset (§2.6.1); offered only through a transport that implements
+// it (see VirtioDevice::offer_ring_reset), so not in kCommonFeatures.
+inline constexpr unsigned kFeatureRingReset = 40;  // VIRTIO_F_RING_RESET
 constexpr uint64_t feature_bit(unsigned bit) {
   return 1ull << bit;
 }
@@ -163,7 +166,29 @@ class VirtioDevice {
   // Called with the queue's thread stopped, before Queue::reset().
   void stop_queue(uint16_t index);
 
+  // --- virtqueue reset (VIRTIO_F_RING_RESET, §2.6.1)
+  // A transport with a per-queue reset (virtio-pci's queue_reset, §4.1.4.3)
+  // calls this before the driver can read features: the device then offers
+  // VIRTIO_F_RING_RESET if supports_queue_reset() says it can lose one
+  // queue's state on its own. vhost-user has no such message: not offered.
+  void offer_ring_reset();
+  // §2.6.1.1: the driver reset queue `index`. The device finishes what is in
+  // flight on it (stop_queue), then returns it to its power-on state (not
+  // ready, not active, size = max). Refused (false) unless RING_RESET was
+  // negotiated and FEATURES_OK set, or for a queue that does not exist.
+  // Same threading as process_queue (the transport serialises the two).
+  [[nodiscard]] bool reset_queue(uint16_t index);
+  // §2.6.1.2: the driver re-enabled queue `index` (set ready) while the
+  // device runs: its rings are checked and it starts. A bad ring puts the
+  // device in NEEDS_RESET (returned as well). Does nothing before
+  // activation (activate() starts every ready queue) or once failed.
+  [[nodiscard]] Result<> enable_queue(uint16_t index);
+
  protected:
+  // Whether this device can reset one queue while the others run
+  // (offer_ring_reset). Say yes only if on_queue_stop() leaves no state
+  // that refers to the queue's old descriptors.
+  [[nodiscard]] virtual bool supports_queue_reset() const { return false; }
   // Device-specific hooks.
   [[nodiscard]] virtual Result<> on_activate() { return {}; }
   // Called before the queues are reset; also must cancel or wait for any

@@ -33,6 +33,8 @@ class VirtioRng final : public VirtioDevice {
 
  protected:
   [[nodiscard]] Result<> handle_queue(uint16_t index, Queue& queue) override;
+  // Requests complete inside handle_queue: nothing outlives a queue reset.
+  [[nodiscard]] bool supports_queue_reset() const override { return true; }
 
  private:
   explicit VirtioRng(Fd source);

@@ -55,6 +55,7 @@ Result<std::shared_ptr<VirtioPciDevice>> VirtioPciDevice::create(
   SKIFF_TRY_VOID(d->build_config_space(intx_line));
   VirtioPciDevice* self = d.get();
   d->device_->set_memory(&mem);
+  d->device_->offer_ring_reset();  // queue_reset is implemented here
   d->device_->set_interrupt([self](InterruptKind k, uint16_t q) { self->interrupt(k, q); });
   return d;
 }
@@ -127,6 +128,14 @@ Result<> VirtioPciDevice::build_config_space(uint8_t intx_line) {
 // bar, offset and length when the driver accesses pci_cfg_data; lengths
 // other than 1, 2, 4 or an offset not aligned to length are ignored).
 void VirtioPciDevice::config_reading(uint16_t offset, size_t size) {
+  // Status bit 3, Interrupt Status (PCI 3.0 §6.2.3): this function's INTx#
+  // state before Interrupt Disable masks it, i.e. a pending ISR bit. Set
+  // here, under the root's lock, rather than from the device thread.
+  if (offset < pci::kRegStatus + 2 && offset + size > pci::kRegStatus) {
+    auto st = static_cast<uint16_t>(config_.u16(pci::kRegStatus) & ~pci::kStatusInterrupt);
+    config_.set_u16(pci::kRegStatus,
+                    static_cast<uint16_t>(st | (isr_.load() != 0 ? pci::kStatusInterrupt : 0)));
+  }
   uint16_t data_at = static_cast<uint16_t>(pci_cfg_cap_ + 16);
   if (pci_cfg_cap_ == 0 || offset + size <= data_at || offset >= data_at + 4) return;
   uint8_t bar = config_.u8(static_cast<uint16_t>(pci_cfg_cap_ + 4));
@@ -283,11 +292,16 @@ void VirtioPciDevice::common_write(uint64_t offset, std::span<const uint8_t> dat
     write_status(data[0]);
   } else if (n == 2 && offset == kCfgQueueSelect) {
     queue_select_ = u16();
+  } else if (n == 2 && offset == kCfgQueueReset) {
+    if (u16() == 1) reset_queue_locked(queue_select_);  // §4.1.4.3.2: writing 0 does nothing
   } else if (offset >= kCfgQueueSize) {
     Queue* q = device_->queue(queue_select_);
     // §4.1.4.3.2: the driver MUST NOT change a queue once enabled; after
-    // DRIVER_OK queues cannot be set up (no RING_RESET).
-    if (q == nullptr || q->ready() || (device_->status() & kStatusDriverOk)) return;
+    // DRIVER_OK only a queue it reset (RING_RESET, §2.6.1.2) or never
+    // enabled may be set up.
+    bool driver_ok = (device_->status() & kStatusDriverOk) != 0;
+    if (q == nullptr || q->ready() || (driver_ok && !device_->negotiated(kFeatureRingReset)))
+      return;
     auto set64 = [&](uint64_t field, uint64_t cur) -> std::optional<uint64_t> {
       if (n == 8 && offset == field) return load_le<uint64_t>(data);
       if (n == 4 && offset == field) return (cur & ~0xffffffffull) | u32();
@@ -299,7 +313,10 @@ void VirtioPciDevice::common_write(uint64_t offset, std::span<const uint8_t> dat
     } else if (n == 2 && offset == kCfgQueueMsixVector) {
       queue_vectors_[queue_select_] = vector(u16());
     } else if (n == 2 && offset == kCfgQueueEnable) {
-      if (u16() == 1) q->set_ready(true);  // writing 0 is not allowed (§4.1.4.3.2)
+      if (u16() != 1) return;  // writing 0 is not allowed (§4.1.4.3.2)
+      q->set_ready(true);
+      // Before DRIVER_OK, activate() starts it; after, it starts now.
+      if (driver_ok) (void)device_->enable_queue(queue_select_);  // failure: NEEDS_RESET
     } else if (auto v = set64(kCfgQueueDesc, q->desc_table())) {
       q->set_desc_table(*v);
     } else if (auto v2 = set64(kCfgQueueDriver, q->avail_ring())) {
@@ -333,6 +350,13 @@ void VirtioPciDevice::reset_transport_locked() {
     if (Queue* queue = device_->queue(q)) queue->set_size(queue->max_size());
   }
   if (isr_.exchange(0) && intx_) intx_->set_level(false);
+}
+
+void VirtioPciDevice::reset_queue_locked(uint16_t q) {
+  // Not negotiated, before FEATURES_OK or no such queue: ignored.
+  if (!device_->reset_queue(q)) return;
+  queue_vectors_[q] = kVirtioMsiNoVector;
+  (void)queue_events_[q].consume();  // notifications meant for the old ring
 }
 
 void VirtioPciDevice::process_queue(uint16_t q) {

@@ -7,7 +7,8 @@
 // One 64-bit memory BAR 0 (32 KiB), one 4 KiB page per structure so that
 // ioeventfds and MSI-X never share a page with registers that exit:
 //   0x0000 common configuration   (§4.1.4.3)
-//   0x1000 ISR status             (§4.1.4.5; reading clears it, lowers INTx)
+//   0x1000 ISR status             (§4.1.4.5; reading clears it, lowers INTx;
+//                                  PCI Status bit 3 reads "ISR not 0")
 //   0x2000 device-specific config (§4.1.4.6; forwarded to the device)
 //   0x3000 notifications          (§4.1.4.4; queue i at 0x3000 + 4 * i,
 //                                  notify_off_multiplier 4)
@@ -33,8 +34,17 @@
 // 64-bit fields may be written as two 32-bit halves). Ring addresses are
 // checked by the device at DRIVER_OK: bad ones put it in NEEDS_RESET.
 //
-// Missing: VIRTIO_F_NOTIFICATION_DATA, RING_RESET (queue_reset), packed
-// rings, save/restore, updating the PCI Status Interrupt bit for INTx.
+// Virtqueue reset (VIRTIO_F_RING_RESET, §2.6.1, offered for devices whose
+// supports_queue_reset() says yes): writing 1 to queue_reset finishes the
+// queue's in-flight requests (VirtioDevice::stop_queue), returns the queue,
+// its MSI-X vector and its pending notifications to the power-on state and
+// completes before the write returns, so queue_reset reads 0 and
+// queue_enable 0 afterwards (§4.1.4.3.2). The driver may then set the queue
+// up again (new size, rings, vector) and write queue_enable = 1 while the
+// device runs; the rings are checked then (bad ones: NEEDS_RESET).
+//
+// Missing: VIRTIO_F_NOTIFICATION_DATA (queue_notify_data reads 0), packed
+// rings, save/restore.
 #pragma once
 
 #include <array>
@@ -69,7 +79,7 @@ inline constexpr uint8_t kVirtioPciCapPciCfg = 5;
 // BAR 0 layout (see above).
 inline constexpr uint64_t kVirtioPciBarSize = 0x8000;
 inline constexpr uint64_t kCommonCfgOffset = 0x0000;
-inline constexpr uint64_t kCommonCfgSize = 0x38;  // up to queue_device (no NOTIFICATION_DATA)
+inline constexpr uint64_t kCommonCfgSize = 0x3c;  // up to queue_reset (virtio 1.2)
 inline constexpr uint64_t kIsrOffset = 0x1000;
 inline constexpr uint64_t kDeviceCfgOffset = 0x2000;
 inline constexpr uint64_t kNotifyOffset = 0x3000;
@@ -94,6 +104,8 @@ inline constexpr uint64_t kCfgQueueNotifyOff = 0x1e;
 inline constexpr uint64_t kCfgQueueDesc = 0x20;
 inline constexpr uint64_t kCfgQueueDriver = 0x28;
 inline constexpr uint64_t kCfgQueueDevice = 0x30;
+inline constexpr uint64_t kCfgQueueNotifyData = 0x38;  // read-only, 0 (no NOTIF_CONFIG_DATA)
+inline constexpr uint64_t kCfgQueueReset = 0x3a;       // VIRTIO_F_RING_RESET
 
 class VirtioPciDevice final : public pci::PciDevice {
  public:
@@ -145,6 +157,7 @@ class VirtioPciDevice final : public pci::PciDevice {
   void common_write(uint64_t offset, std::span<const uint8_t> data);
   void write_status(uint8_t status);
   void reset_transport_locked();
+  void reset_queue_locked(uint16_t q);
   void interrupt(InterruptKind kind, uint16_t queue);
   void bind_notifications(std::optional<uint64_t> bar_address);
 

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "devices/pci/pci_test_util.h"
+#include "virtio/devices/rng.h"
 #include "virtio/fake_driver.h"
 
 namespace skiff::virtio {
@@ -19,13 +20,35 @@ using testing::FakeDriver;
 using testing::FakeGuest;
 
 // Two queues of 16, feature bit 3 offered, 4-byte config with byte 0
-// writable; completes every chain with its writable length.
+// writable; completes every chain with its writable length. With
+// `ring_reset` it can reset one queue (VIRTIO_F_RING_RESET); with `hold` set
+// it keeps chains "in flight" and completes them only when the queue stops
+// (as virtio-blk does with its io_uring requests).
 class EchoDevice final : public VirtioDevice {
  public:
-  EchoDevice() : VirtioDevice(99, "echo", feature_bit(3), 2, 16) { config_bytes() = {1, 2, 3, 4}; }
+  explicit EchoDevice(bool ring_reset = false)
+      : VirtioDevice(99, "echo", feature_bit(3), 2, 16), ring_reset_(ring_reset) {
+    config_bytes() = {1, 2, 3, 4};
+  }
   int handled = 0;
+  bool hold = false;
+  std::vector<std::pair<uint16_t, uint16_t>> held;  // (queue, head)
+  std::vector<uint16_t> stopped;                    // on_queue_stop calls
 
  protected:
+  bool supports_queue_reset() const override { return ring_reset_; }
+  void on_reset() override { held.clear(); }
+  void on_queue_stop(uint16_t index, Queue& q) override {
+    stopped.push_back(index);
+    for (auto it = held.begin(); it != held.end();) {
+      if (it->first != index) {
+        ++it;
+        continue;
+      }
+      (void)q.add_used(it->second, 0);
+      it = held.erase(it);
+    }
+  }
   Result<> on_config_write(uint64_t offset, std::span<const uint8_t> in) override {
     if (offset != 0 || in.size() != 1) return skiff::fail("only byte 0 is writable");
     config_bytes()[0] = in[0];
@@ -37,11 +60,18 @@ class EchoDevice final : public VirtioDevice {
       bool got = SKIFF_TRY(q.pop_into(chain));
       if (!got) break;
       ++handled;
+      if (hold) {
+        held.emplace_back(index, chain.head());
+        continue;
+      }
       SKIFF_TRY_VOID(q.add_used(chain.head(), static_cast<uint32_t>(chain.writable_bytes())));
       signal_used(index);
     }
     return {};
   }
+
+ private:
+  bool ring_reset_;
 };
 
 struct Sender : pci::MsiSender {
@@ -69,8 +99,9 @@ struct Line : IrqLine {
 };
 
 struct VirtioPciTest : ::testing::Test {
+  virtual bool ring_reset() const { return false; }
   void SetUp() override {
-    auto echo = std::make_unique<EchoDevice>();
+    auto echo = std::make_unique<EchoDevice>(ring_reset());
     echo_ = echo.get();
     auto d = VirtioPciDevice::create(std::move(echo), guest.mem, msi, events, &intx, 11);
     ASSERT_TRUE(d) << d.error().what();
@@ -169,7 +200,7 @@ TEST_F(VirtioPciTest, VirtioCapabilitiesDescribeBarZero) {
   EXPECT_TRUE(msix);
   ASSERT_EQ(caps.size(), 5u);
   EXPECT_EQ(caps[kVirtioPciCapCommonCfg],
-            std::make_tuple(uint8_t{0}, 0x0u, 0x38u, std::get<3>(caps[1])));
+            std::make_tuple(uint8_t{0}, 0x0u, 0x3cu, std::get<3>(caps[1])));
   EXPECT_EQ(std::get<1>(caps[kVirtioPciCapNotifyCfg]), 0x3000u);
   EXPECT_EQ(std::get<2>(caps[kVirtioPciCapNotifyCfg]), 8u);  // 2 queues x 4
   EXPECT_EQ(m.ecam_read(slot, std::get<3>(caps[kVirtioPciCapNotifyCfg]) + 16), 4u);
@@ -303,10 +334,17 @@ TEST_F(VirtioPciTest, IntxFallbackSetsIsrAndReadingClearsIt) {
   setup_queue(0, drv, kVirtioMsiNoVector);
   wr(kCfgDeviceStatus, 0xf, 1);
   drv.add_chain({{drv.alloc(16), 16, true}});
+  EXPECT_FALSE(m.ecam_read(slot, pci::kRegStatus, 2) & pci::kStatusInterrupt);
   dev->process_queue(0);
   EXPECT_TRUE(intx.level);
+  // PCI 3.0 §6.2.3: Status bit 3 shows the pending INTx, through both
+  // config mechanisms and any access width covering it.
+  EXPECT_TRUE(m.ecam_read(slot, pci::kRegStatus, 2) & pci::kStatusInterrupt);
+  EXPECT_TRUE(m.ecam_read(slot, pci::kRegCommand, 4) & (uint32_t{pci::kStatusInterrupt} << 16));
+  EXPECT_TRUE(m.ecam_read(slot, pci::kRegStatus, 2) & pci::kStatusCapabilitiesList);
   EXPECT_EQ(rd(kIsrOffset, 1), 1u);
   EXPECT_FALSE(intx.level);
+  EXPECT_FALSE(m.ecam_read(slot, pci::kRegStatus, 2) & pci::kStatusInterrupt);
   EXPECT_EQ(rd(kIsrOffset, 1), 0u);
   EXPECT_TRUE(msi.sent.empty());
   // INTx Disable in Command keeps the line low (the ISR bit is still set).
@@ -478,6 +516,252 @@ TEST_F(VirtioPciTest, MachineResetUnbindsAndResetsTheDevice) {
   EXPECT_EQ(dev->device().status(), 0);
   EXPECT_TRUE(events.bound.empty());
   EXPECT_FALSE(dev->msix().enabled());
+}
+
+// --- Virtqueue reset (VIRTIO_F_RING_RESET, virtio 1.2 §2.6.1, §4.1.4.3)
+
+struct VirtioPciRingResetTest : VirtioPciTest {
+  bool ring_reset() const override { return true; }
+  static constexpr uint64_t kRingReset = uint64_t{1} << kFeatureRingReset;
+  static constexpr uint8_t kRunning = 0xf;  // ACK | DRIVER | FEATURES_OK | DRIVER_OK
+  void reset_queue(uint16_t q) {
+    wr(kCfgQueueSelect, q, 2);
+    wr(kCfgQueueReset, 1, 2);
+  }
+};
+
+TEST_F(VirtioPciTest, RingResetIsNotOfferedByDevicesThatCannotDoIt) {
+  EXPECT_FALSE(echo_->device_features() & feature_bit(kFeatureRingReset));
+}
+
+// skiff's devices that opt in offer it behind virtio-pci (not vhost-user).
+TEST(VirtioPciDevices, RngOffersRingResetOnlyBehindPci) {
+  auto rng = VirtioRng::create(std::nullopt);
+  ASSERT_TRUE(rng);
+  EXPECT_FALSE((*rng)->device_features() & feature_bit(kFeatureRingReset));
+  FakeGuest guest;
+  Sender msi;
+  Registrar events;
+  auto d = VirtioPciDevice::create(std::move(*rng), guest.mem, msi, events, nullptr, 0);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE((*d)->device().device_features() & feature_bit(kFeatureRingReset));
+}
+
+TEST_F(VirtioPciRingResetTest, IsOfferedAndNegotiable) {
+  wr(kCfgDeviceFeatureSelect, 1, 4);
+  EXPECT_TRUE(rd(kCfgDeviceFeature, 4) & (1u << (kFeatureRingReset - 32)));
+  negotiate(kVersion1 | kRingReset);
+  EXPECT_TRUE(status() & kStatusFeaturesOk);
+  EXPECT_EQ(rd(kCfgQueueReset, 2), 0u);
+  EXPECT_EQ(rd(kCfgQueueNotifyData, 2), 0u);
+}
+
+TEST_F(VirtioPciRingResetTest, ResetsOneQueueWhileTheOtherRunsAndReenablesItWithNewRings) {
+  FakeDriver d0(guest, 16);
+  FakeDriver d1(guest, 16, FakeGuest::kRamBase + 0x20000);
+  enable_msix();
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, 0);
+  setup_queue(1, d1, 1);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  ASSERT_EQ(status(), kRunning);
+  d0.add_chain({{d0.alloc(8), 8, true}});
+  d1.add_chain({{d1.alloc(8), 8, true}});
+  dev->process_queue(0);
+  dev->process_queue(1);
+  ASSERT_EQ(d0.used_idx(), 1);
+  ASSERT_EQ(d1.used_idx(), 1);
+
+  // A notification for queue 1 is pending when the driver resets it.
+  d1.add_chain({{d1.alloc(8), 8, true}});
+  wr(kNotifyOffset + 4, 1, 2);
+  reset_queue(1);
+  // §4.1.4.3.2: done when queue_reset and queue_enable both read 0; every
+  // field is back to its power-on value.
+  EXPECT_EQ(rd(kCfgQueueReset, 2), 0u);
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 0u);
+  EXPECT_EQ(rd(kCfgQueueSize, 2), 16u);
+  EXPECT_EQ(rd(kCfgQueueMsixVector, 2), kVirtioMsiNoVector);
+  EXPECT_EQ(rd(kCfgQueueDesc, 8), 0u);
+  EXPECT_EQ(rd(kCfgQueueDriver, 8), 0u);
+  EXPECT_EQ(rd(kCfgQueueDevice, 8), 0u);
+  EXPECT_FALSE(notified(1)) << "the old ring's notification was dropped";
+  EXPECT_EQ(status(), kRunning) << "a queue reset is not a device reset";
+  EXPECT_EQ(echo_->stopped, std::vector<uint16_t>{1});
+  // The reset queue does nothing: the old ring is not read again.
+  dev->process_queue(1);
+  EXPECT_EQ(d1.used_idx(), 1);
+  // Queue 0 never stopped.
+  d0.add_chain({{d0.alloc(8), 8, true}});
+  dev->process_queue(0);
+  EXPECT_EQ(d0.used_idx(), 2);
+
+  // §2.6.1.2: set up again with a different size, rings and vector.
+  FakeDriver d2(guest, 8, FakeGuest::kRamBase + 0x40000);
+  msi.sent.clear();
+  setup_queue(1, d2, 2);
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 1u);
+  EXPECT_EQ(rd(kCfgQueueSize, 2), 8u);
+  EXPECT_EQ(rd(kCfgQueueDesc, 8), d2.desc_gpa());
+  d2.add_chain({{d2.alloc(24), 24, true}});
+  dev->process_queue(1);
+  EXPECT_EQ(d2.used_idx(), 1) << "indices restart at 0 on the new ring";
+  EXPECT_EQ(d2.used_elem(0).len, 24u);
+  EXPECT_EQ(d1.used_idx(), 1) << "nothing more in the old ring";
+  ASSERT_EQ(msi.sent.size(), 1u);
+  EXPECT_EQ(msi.sent[0].second, 0x42u) << "the new vector";
+  EXPECT_EQ(status(), kRunning);
+}
+
+TEST_F(VirtioPciRingResetTest, InFlightRequestsCompleteBeforeTheQueueResets) {
+  FakeDriver d0(guest, 16);
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  echo_->hold = true;
+  d0.add_chain({{d0.alloc(8), 8, true}});
+  d0.add_chain({{d0.alloc(8), 8, true}});
+  dev->process_queue(0);
+  ASSERT_EQ(echo_->held.size(), 2u);
+  EXPECT_EQ(d0.used_idx(), 0);
+  reset_queue(0);
+  // Both requests reached the old used ring before the reset completed.
+  EXPECT_EQ(d0.used_idx(), 2);
+  EXPECT_TRUE(echo_->held.empty());
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 0u);
+}
+
+TEST_F(VirtioPciRingResetTest, ReenabledQueueWithRingsOutsideRamNeedsReset) {
+  FakeDriver d0(guest, 16);
+  enable_msix();
+  wr(kCfgMsixConfig, 0, 2);
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, 1);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  reset_queue(0);
+  wr(kCfgQueueDesc, 0xfffffffffff00000ull, 8);  // not RAM
+  wr(kCfgQueueDriver, d0.avail_gpa(), 8);
+  wr(kCfgQueueDevice, d0.used_gpa(), 8);
+  wr(kCfgQueueEnable, 1, 2);
+  EXPECT_TRUE(status() & kStatusNeedsReset);
+  ASSERT_FALSE(msi.sent.empty());
+  EXPECT_EQ(msi.sent.back().second, 0x40u) << "config-change interrupt";
+  dev->process_queue(0);
+  EXPECT_EQ(echo_->handled, 0);
+  // A device reset recovers.
+  wr(kCfgDeviceStatus, 0, 1);
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, 1);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  EXPECT_EQ(status(), kRunning);
+}
+
+TEST_F(VirtioPciRingResetTest, HostileResetsAreIgnoredOrHarmless) {
+  FakeDriver d0(guest, 16);
+  // Before FEATURES_OK: ignored, the queue keeps its configuration.
+  wr(kCfgQueueSelect, 0, 2);
+  wr(kCfgQueueDesc, d0.desc_gpa(), 8);
+  wr(kCfgQueueReset, 1, 2);
+  EXPECT_EQ(rd(kCfgQueueDesc, 8), d0.desc_gpa());
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, kVirtioMsiNoVector);
+  // After FEATURES_OK but before DRIVER_OK: the queue goes back to its
+  // defaults, nothing runs, nothing breaks.
+  reset_queue(0);
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 0u);
+  setup_queue(0, d0, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  ASSERT_EQ(status(), kRunning);
+  // Out-of-range queues, values other than 1, other widths: ignored.
+  for (uint16_t q : {uint16_t{2}, uint16_t{0x7fff}, uint16_t{0xffff}}) reset_queue(q);
+  wr(kCfgQueueSelect, 0, 2);
+  for (uint64_t v : {0ull, 2ull, 0xffffull}) wr(kCfgQueueReset, v, 2);
+  wr(kCfgQueueReset, 1, 1);
+  wr(kCfgQueueReset - 2, 0x00010000, 4);  // queue_notify_data + queue_reset as a dword
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 1u);
+  EXPECT_EQ(status(), kRunning);
+  // Resetting twice, enabling a reset queue with nothing set up (desc 0 is
+  // not RAM here), or enabling a queue that is enabled: no crash.
+  reset_queue(0);
+  reset_queue(0);
+  wr(kCfgQueueEnable, 1, 2);
+  EXPECT_TRUE(status() & kStatusNeedsReset);
+  reset_queue(0);
+  wr(kCfgQueueEnable, 1, 2);
+  dev->process_queue(0);
+  EXPECT_EQ(echo_->handled, 0);
+}
+
+TEST_F(VirtioPciRingResetTest, WithoutNegotiationQueueResetIsIgnored) {
+  FakeDriver d0(guest, 16);
+  negotiate(kVersion1);
+  setup_queue(0, d0, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  reset_queue(0);
+  EXPECT_EQ(rd(kCfgQueueEnable, 2), 1u);
+  EXPECT_TRUE(echo_->stopped.empty());
+  // Queue fields stay frozen after DRIVER_OK.
+  wr(kCfgQueueSelect, 1, 2);
+  wr(kCfgQueueDesc, 0x5000, 8);
+  EXPECT_EQ(rd(kCfgQueueDesc, 8), 0u);
+  d0.add_chain({{d0.alloc(8), 8, true}});
+  dev->process_queue(0);
+  EXPECT_EQ(d0.used_idx(), 1);
+}
+
+TEST_F(VirtioPciRingResetTest, RandomResetAndEnableSequencesNeverCrash) {
+  std::mt19937_64 rng(99);
+  FakeDriver d0(guest, 16);
+  FakeDriver d1(guest, 16, FakeGuest::kRamBase + 0x20000);
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, d0, kVirtioMsiNoVector);
+  setup_queue(1, d1, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  const uint64_t fields[] = {kCfgQueueSelect, kCfgQueueSize,   kCfgQueueMsixVector,
+                             kCfgQueueEnable, kCfgQueueReset,  kCfgQueueDesc,
+                             kCfgQueueDriver, kCfgQueueDevice, kCfgQueueNotifyData};
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t off = fields[rng() % std::size(fields)];
+    uint64_t v = rng() % 4 == 0 ? rng() : rng() % 3;
+    if (off == kCfgQueueDesc || off == kCfgQueueDriver || off == kCfgQueueDevice) {
+      uint64_t ring = rng() % 2 ? d0.desc_gpa() : d1.desc_gpa();
+      wr(off, rng() % 4 ? ring + 16 * (rng() % 64) : v, 8);
+    } else {
+      wr(off, v, 2);
+    }
+    switch (rng() % 8) {
+      case 0:
+        echo_->hold = !echo_->hold;
+        break;
+      case 1:
+        (rng() % 2 ? d0 : d1).add_chain({{d0.alloc(8), 8, true}});
+        break;
+      case 2:
+        dev->process_queue(static_cast<uint16_t>(rng() % 2));
+        break;
+      case 3:
+        if (rng() % 50 == 0) {
+          wr(kCfgDeviceStatus, 0, 1);
+          negotiate(kVersion1 | kRingReset);
+          wr(kCfgDeviceStatus, kRunning, 1);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  // Whatever happened, a device reset gives a working device back.
+  wr(kCfgDeviceStatus, 0, 1);
+  std::memset(guest.ram.data(), 0, guest.ram.size());
+  FakeDriver clean(guest, 16);
+  negotiate(kVersion1 | kRingReset);
+  setup_queue(0, clean, kVirtioMsiNoVector);
+  wr(kCfgDeviceStatus, kRunning, 1);
+  ASSERT_EQ(status(), kRunning);
+  echo_->hold = false;
+  clean.add_chain({{clean.alloc(8), 8, true}});
+  dev->process_queue(0);
+  EXPECT_EQ(clean.used_idx(), 1);
 }
 
 }  // namespace
