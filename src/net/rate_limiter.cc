@@ -58,9 +58,12 @@ void TokenBucket::refill(nanoseconds now) {
 bool TokenBucket::can_consume(uint64_t tokens, nanoseconds now) {
   if (!limits()) return true;
   refill(now);
+  // In debt (after charge() or an oversized request) nothing passes, not even
+  // a zero-byte request: the debt is repaid first.
+  if (budget_ < 0) return false;
   if (tokens <= burst_) return true;
   uint64_t rest = tokens - burst_;
-  if (budget_ >= 0 && rest <= static_cast<uint64_t>(budget_)) return true;
+  if (rest <= static_cast<uint64_t>(budget_)) return true;
   // Larger than the whole bucket: passes on a full bucket, leaving a debt.
   return rest > size_ && budget_ == static_cast<int64_t>(size_);
 }
@@ -82,6 +85,18 @@ bool TokenBucket::try_consume(uint64_t tokens, nanoseconds now) {
   if (!can_consume(tokens, now)) return false;
   consume(tokens);
   return true;
+}
+
+void TokenBucket::charge(uint64_t tokens, nanoseconds now) {
+  if (!limits()) return;
+  refill(now);
+  uint64_t from_burst = std::min(tokens, burst_);
+  burst_ -= from_burst;
+  uint64_t rest = std::min<uint64_t>(tokens - from_burst, std::numeric_limits<int64_t>::max());
+  // Saturate: a debt beyond INT64_MIN would take centuries to repay anyway.
+  budget_ = budget_ < std::numeric_limits<int64_t>::min() + static_cast<int64_t>(rest)
+                ? std::numeric_limits<int64_t>::min()
+                : budget_ - static_cast<int64_t>(rest);
 }
 
 nanoseconds TokenBucket::wait_time(uint64_t tokens, nanoseconds now) {
@@ -129,6 +144,10 @@ nanoseconds RateLimiter::wait_time(uint64_t bytes, uint64_t ops) {
   if (!limits()) return nanoseconds(0);
   nanoseconds now = clock_();
   return std::max(bytes_.wait_time(bytes, now), ops_.wait_time(ops, now));
+}
+
+void RateLimiter::charge_bytes(uint64_t bytes) {
+  if (bytes_.limits()) bytes_.charge(bytes, clock_());
 }
 
 // --- RateLimitTimer

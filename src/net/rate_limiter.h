@@ -67,6 +67,9 @@ class TokenBucket {
   void consume(uint64_t tokens);
   // can_consume, then consume when it can.
   [[nodiscard]] bool try_consume(uint64_t tokens, std::chrono::nanoseconds now);
+  // Takes `tokens` whatever is left, leaving a debt if needed (for work
+  // whose size is known only once done, such as a received frame).
+  void charge(uint64_t tokens, std::chrono::nanoseconds now);
   // How long until try_consume(tokens) succeeds if nothing else consumes; 0 if now.
   [[nodiscard]] std::chrono::nanoseconds wait_time(uint64_t tokens, std::chrono::nanoseconds now);
 
@@ -97,6 +100,8 @@ class RateLimiter {
   [[nodiscard]] bool try_consume(uint64_t bytes, uint64_t ops = 1);
   // When try_consume(bytes, ops) will pass if nothing else consumes; 0 if now.
   [[nodiscard]] std::chrono::nanoseconds wait_time(uint64_t bytes, uint64_t ops = 1);
+  // Bytes spent after the fact (see TokenBucket::charge).
+  void charge_bytes(uint64_t bytes);
 
   [[nodiscard]] uint64_t refusals() const { return refusals_; }
 
@@ -138,8 +143,11 @@ class QueueThrottle {
  public:
   [[nodiscard]] static Result<QueueThrottle> create(const RateLimiterConfig& config,
                                                     MonotonicClock clock = steady_now);
-  // One frame of `bytes`: true to send it now.
+  // One frame of `bytes`: true to send it now. For a frame whose size is
+  // known only after it is read (rx), admit(0) before reading (the packet
+  // and a bucket not in debt) and charge(size) after.
   [[nodiscard]] bool admit(uint64_t bytes);
+  void charge(uint64_t bytes) { limiter_.charge_bytes(bytes); }
   [[nodiscard]] int event_fd() const { return timer_.fd(); }
   // The timer fired (or the device is retrying): drains it.
   void acknowledge();

@@ -216,6 +216,23 @@ TEST(QueueThrottle, RefusalArmsTheTimerForWhenTheFramePasses) {
   EXPECT_EQ(t->refusals(), 1u);  // the queued frame did not ask the buckets again
 }
 
+TEST(RateLimiter, ChargedBytesLeaveADebtThatBlocksUntilRepaid) {
+  // The rx pattern: admit one packet of unknown size, charge its size after.
+  FakeClock clock;
+  RateLimiter rl(bytes_limit(1000, 100), clock.fn());  // 10 bytes per ms
+  ASSERT_TRUE(rl.try_consume(0));
+  rl.charge_bytes(1500);  // 500 bytes of debt
+  EXPECT_FALSE(rl.try_consume(0));
+  EXPECT_EQ(rl.wait_time(0), 50ms);
+  clock.now += 49ms;
+  EXPECT_FALSE(rl.try_consume(0));
+  clock.now += 1ms;
+  EXPECT_TRUE(rl.try_consume(0));
+  rl.charge_bytes(UINT64_MAX);  // saturates, no overflow
+  EXPECT_FALSE(rl.try_consume(0));
+  EXPECT_GT(rl.wait_time(0), 1'000'000h);
+}
+
 TEST(QueueThrottle, NoLimitNeverArmsTheTimer) {
   auto t = QueueThrottle::create({});
   ASSERT_TRUE(t) << t.error().what();
