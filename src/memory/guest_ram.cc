@@ -92,8 +92,11 @@ Result<> GuestRam::map_zone(const RamZone& zone) {
                      shared ? static_cast<off_t>(offset) : 0);
     if (p == MAP_FAILED)
       return fail_errno("{}: cannot map {} MiB of guest RAM at {:#x}", what, r.size >> 20, r.gpa);
-    maps_.push_back(
-        {{r.gpa, r.size, static_cast<uint8_t*>(p), fd, shared ? offset : 0}, o.prefault});
+    // Hugetlb RAM is populated again after a discard: punching the hole
+    // also drops the pool reservation made at mmap, and a later fault with
+    // the pool empty would be a SIGBUS instead of an error.
+    maps_.push_back({{r.gpa, r.size, static_cast<uint8_t*>(p), fd, shared ? offset : 0},
+                     o.prefault || o.hugepages});
     offset += r.size;
 
     if (o.host_numa_node) SKIFF_TRY_VOID(bind_to_numa_node(p, r.size, *o.host_numa_node));
@@ -150,8 +153,12 @@ void GuestRam::discard_all() {
     if (rc != 0)
       LOG_WARN("cannot discard guest RAM at {:#x} (+{:#x}): {}", r.gpa, r.size,
                std::strerror(errno));
-    // Best effort: the guest still runs if the host cannot populate now.
-    if (m.prefault) (void)populate_for_write(r.host, r.size);
+    if (m.prefault) {
+      auto populated = populate_for_write(r.host, r.size);
+      if (!populated)
+        LOG_WARN("guest RAM at {:#x} not populated again after reboot: {}", r.gpa,
+                 populated.error().what());
+    }
   }
 }
 

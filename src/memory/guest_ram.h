@@ -49,15 +49,15 @@ class GuestRam {
   GuestRam& operator=(const GuestRam&) = delete;
 
   [[nodiscard]] const GuestMemory& memory() const { return memory_; }
-  // Drops every page (contents read as zero again, RSS released, huge pages
-  // returned to the pool); used on reboot. Prefaulted zones are populated
-  // again.
+  // Drops every page (contents read as zero again, RSS released); used on
+  // reboot. Prefaulted and hugetlb zones are populated again (hugetlb: so
+  // the pages stay reserved for this guest).
   void discard_all();
 
  private:
   struct Mapping {
     MemoryRegion region;
-    bool prefault = false;
+    bool prefault = false;  // populate again after discard_all (prefault=on, hugetlb)
   };
   [[nodiscard]] Result<> map_zone(const RamZone& zone);
   void unmap_all();

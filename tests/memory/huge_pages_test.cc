@@ -87,6 +87,25 @@ TEST(GuestRam, HugePagesComeFromTheHugetlbPool) {
   EXPECT_EQ(HugePagePool::read("free_hugepages"), free_before + 4);
 }
 
+TEST(GuestRam, DiscardKeepsHugetlbRamOnItsPagesAndZeroesIt) {
+  if (access(HugePagePool::kDir, F_OK) != 0)
+    GTEST_SKIP() << "skipped: this kernel has no 2 MiB huge pages";
+  HugePagePool pool;
+  std::string why;
+  if (!pool.grow(2, &why)) GTEST_SKIP() << "skipped: " << why;
+  RamOptions o;
+  o.hugepages = true;  // no prefault: pages are reserved at mmap, faulted on use
+  auto ram = make({"", {{0, 4 * kMiB}}, o});
+  ASSERT_TRUE(ram) << ram.error().what();
+  ASSERT_TRUE(ram->memory().write_obj<uint64_t>(3 * kMiB, 77));
+  uint64_t free_before = HugePagePool::read("free_hugepages");
+  ram->discard_all();
+  EXPECT_EQ(*ram->memory().read_obj<uint64_t>(3 * kMiB), 0u);
+  // Both pages belong to the guest again (populated), not back in the pool
+  // where another process could take them before the guest faults.
+  EXPECT_EQ(HugePagePool::read("free_hugepages"), free_before - 1);
+}
+
 TEST(GuestRam, TooSmallHugePagePoolIsRefusedWithTheDocumentedMessage) {
   if (access(HugePagePool::kDir, F_OK) != 0)
     GTEST_SKIP() << "skipped: this kernel has no 2 MiB huge pages";
