@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -17,7 +18,15 @@ Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
     if (i > 0 && regions[i - 1].gpa + regions[i - 1].size > r.gpa)
       return fail("memory regions at {:#x} and {:#x} overlap", regions[i - 1].gpa, r.gpa);
   }
-  return GuestMemory(std::move(regions));
+  std::vector<uint64_t> page_sizes;
+  for (const auto& r : regions) {
+    uint64_t size = 4096;
+    struct stat st {};
+    if (r.fd >= 0 && ::fstat(r.fd, &st) == 0 && st.st_blksize > 4096)
+      size = static_cast<uint64_t>(st.st_blksize);  // hugetlbfs: the huge page size
+    page_sizes.push_back(size);
+  }
+  return GuestMemory(std::move(regions), std::move(page_sizes));
 }
 
 const MemoryRegion* GuestMemory::find(uint64_t gpa, uint64_t len) const {
@@ -50,12 +59,18 @@ Result<> GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) const {
   return {};
 }
 
+uint64_t GuestMemory::page_size(uint64_t gpa) const {
+  const MemoryRegion* r = find(gpa, 1);
+  return r ? page_sizes_[static_cast<size_t>(r - regions_.data())] : 0;
+}
+
 Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) const {
-  constexpr uint64_t kPage = 4096;
   const MemoryRegion* r = find(gpa, len);
   if (r == nullptr) return fail("cannot discard [{:#x}, +{:#x}): not RAM", gpa, len);
-  if (gpa % kPage != 0 || len % kPage != 0)
-    return fail("cannot discard [{:#x}, +{:#x}): not 4 KiB aligned", gpa, len);
+  uint64_t page = page_sizes_[static_cast<size_t>(r - regions_.data())];
+  if (gpa % page != 0 || len % page != 0)
+    return fail("cannot discard [{:#x}, +{:#x}): not aligned to the backing's {} KiB pages", gpa,
+                len, page >> 10);
   if (len == 0) return {};
   uint64_t offset = gpa - r->gpa;
   if (r->fd >= 0) {

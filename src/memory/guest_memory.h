@@ -66,7 +66,7 @@ class GuestMemory {
 
   // Gives the host memory behind [gpa, gpa + len) back to the host (the
   // balloon, virtio 1.2 §5.5.6): the range must lie in one region and be
-  // 4 KiB aligned. The guest reads zeros there afterwards; the pages fault
+  // aligned to its page_size(). The guest reads zeros there afterwards; the pages fault
   // back in on the next access. Private regions: madvise(MADV_DONTNEED);
   // shared ones (fd >= 0): fallocate(PUNCH_HOLE) on the file, which frees
   // the pages of every mapping (MADV_DONTNEED would only unmap them here).
@@ -75,15 +75,21 @@ class GuestMemory {
   // slice, for devices that are handed checked spans); nothing if the span
   // is not inside one region.
   [[nodiscard]] std::optional<uint64_t> gpa_of(std::span<const uint8_t> host) const;
+  // The host page size behind gpa: 4 KiB for anonymous memory, the file's
+  // block size for shared backing (2 MiB or 1 GiB for hugetlb), 0 if gpa is
+  // not RAM. The granule discard() can free.
+  [[nodiscard]] uint64_t page_size(uint64_t gpa) const;
 
   [[nodiscard]] std::span<const MemoryRegion> regions() const { return regions_; }
   [[nodiscard]] uint64_t total_size() const;
 
  private:
-  explicit GuestMemory(std::vector<MemoryRegion> r) : regions_(std::move(r)) {}
+  explicit GuestMemory(std::vector<MemoryRegion> r, std::vector<uint64_t> page_sizes)
+      : regions_(std::move(r)), page_sizes_(std::move(page_sizes)) {}
   const MemoryRegion* find(uint64_t gpa, uint64_t len) const;
 
   std::vector<MemoryRegion> regions_;  // sorted by gpa
+  std::vector<uint64_t> page_sizes_;   // per region, fstat() once at create()
 };
 
 }  // namespace skiff

@@ -11,9 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <string>
 
 #include "virtio/fake_driver.h"
 
@@ -320,7 +322,7 @@ TEST_F(BalloonFixture, FeaturesFollowTheOptions) {
   EXPECT_TRUE(dev->device_features() & feature_bit(kBalloonFeatureDeflateOnOom));
   EXPECT_TRUE(dev->device_features() & feature_bit(kBalloonFeatureStatsVq));
   EXPECT_FALSE(dev->device_features() & feature_bit(kBalloonFeatureReporting));
-  EXPECT_FALSE(dev->device_features() & feature_bit(kBalloonFeatureMustTellHost));
+  EXPECT_TRUE(dev->device_features() & feature_bit(kBalloonFeatureMustTellHost));
   EXPECT_EQ(dev->num_queues(), 3);
 }
 
@@ -398,6 +400,116 @@ TEST_F(BalloonFixture, DeviceWorksAgainAfterReset) {
   ASSERT_TRUE(dev->needs_reset());
   dev->set_status(0);
   EXPECT_FALSE(dev->needs_reset());
+}
+
+// --- huge-page RAM: only whole host pages can be freed
+
+// The 2 MiB hugetlb pool grown by `n` pages for one test, shrunk back by as
+// many afterwards (relative, so a concurrent test's own change survives).
+struct HugePagePool {
+  static constexpr const char* kNr = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+  explicit HugePagePool(long n) : n_(n) {
+    long old = read(kNr);
+    if (old < 0 || !write(kNr, old + n)) {
+      why = "cannot grow the 2 MiB hugetlb pool (needs root and /sys/kernel/mm/hugepages)";
+      return;
+    }
+    grown_ = true;
+    if (read("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages") < n)
+      why = "the host could not reserve 4 free 2 MiB pages";
+  }
+  ~HugePagePool() {
+    if (grown_) write(kNr, std::max(0L, read(kNr) - n_));
+  }
+  static long read(const char* path) {
+    std::ifstream f(path);
+    long v = -1;
+    f >> v;
+    return v;
+  }
+  static bool write(const char* path, long v) {
+    std::ofstream f(path);
+    f << v;
+    f.flush();
+    return f.good();
+  }
+  std::string why;  // empty: usable
+  long n_;
+  bool grown_ = false;
+};
+
+uint64_t file_bytes(int fd) {
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0);
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+TEST_F(BalloonFixture, HugePageRamIsFreedInWholeHostPages) {
+  constexpr uint64_t kHuge = 2 * kMiB;
+  HugePagePool pool(4);
+  if (!pool.why.empty()) GTEST_SKIP() << "skipped: " << pool.why;
+  int fd =
+      ::memfd_create("skiff-balloon-huge", MFD_CLOEXEC | MFD_HUGETLB | (21u << MAP_HUGE_SHIFT));
+  if (fd < 0) GTEST_SKIP() << "skipped: memfd_create(MFD_HUGETLB) failed: " << std::strerror(errno);
+  ASSERT_EQ(::ftruncate(fd, 4 * kHuge), 0);
+  void* host = ::mmap(nullptr, 4 * kHuge, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(host, MAP_FAILED);
+  std::memset(host, 0xa5, 4 * kHuge);
+  ASSERT_EQ(file_bytes(fd), 4 * kHuge);
+
+  start({}, false, feature_bit(kBalloonFeatureStatsVq) | feature_bit(kBalloonFeatureMustTellHost));
+  MemoryRegion huge{kBigBase + kBigSize, 4 * kHuge, static_cast<uint8_t*>(host)};
+  huge.fd = fd;
+  guest.mem = *GuestMemory::create({{FakeGuest::kRamBase, guest.ram.size(), guest.ram.data()},
+                                    {kBigBase, kBigSize, static_cast<uint8_t*>(ram->host)},
+                                    huge});
+  const uint64_t base = kBigBase + kBigSize;
+  ASSERT_EQ(guest.mem.page_size(base), kHuge);
+  EXPECT_EQ(guest.mem.page_size(kBigBase), 4096u);
+
+  // Page 0: all but its last 4 KiB piece: nothing can be freed yet.
+  send_pfns(0, pfns_of(base, kHuge - 4096));
+  EXPECT_EQ(file_bytes(fd), 4 * kHuge);
+  // The last piece completes it.
+  send_pfns(0, pfns_of(base + kHuge - 4096, 4096));
+  EXPECT_EQ(file_bytes(fd), 3 * kHuge);
+  // Page 1: the first half in, out again (deflate), then the second half:
+  // never all of it at once, so it stays.
+  send_pfns(0, pfns_of(base + kHuge, kHuge / 2));
+  send_pfns(1, pfns_of(base + kHuge, kHuge / 2));
+  send_pfns(0, pfns_of(base + kHuge + kHuge / 2, kHuge / 2));
+  EXPECT_EQ(file_bytes(fd), 3 * kHuge);
+  // Pages 2 and 3 in requests of 256 PFNs: freed as their last piece lands.
+  send_pfns(0, pfns_of(base + 2 * kHuge, 2 * kHuge));
+  EXPECT_EQ(file_bytes(fd), kHuge);
+  EXPECT_FALSE(dev->needs_reset());
+  EXPECT_EQ(dev->counters().discard_errors.load(), 0u);
+  ::munmap(host, 4 * kHuge);
+  ::close(fd);
+}
+
+TEST_F(BalloonFixture, HugePagePiecesAreNotTrackedWithoutMustTellHost) {
+  constexpr uint64_t kHuge = 2 * kMiB;
+  HugePagePool pool(1);
+  if (!pool.why.empty()) GTEST_SKIP() << "skipped: " << pool.why;
+  int fd =
+      ::memfd_create("skiff-balloon-huge", MFD_CLOEXEC | MFD_HUGETLB | (21u << MAP_HUGE_SHIFT));
+  if (fd < 0) GTEST_SKIP() << "skipped: memfd_create(MFD_HUGETLB) failed: " << std::strerror(errno);
+  ASSERT_EQ(::ftruncate(fd, kHuge), 0);
+  void* host = ::mmap(nullptr, kHuge, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(host, MAP_FAILED);
+  std::memset(host, 0xa5, kHuge);
+  start({});  // the driver does not promise to tell before reusing pages
+  MemoryRegion huge{kBigBase + kBigSize, kHuge, static_cast<uint8_t*>(host)};
+  huge.fd = fd;
+  guest.mem = *GuestMemory::create({{FakeGuest::kRamBase, guest.ram.size(), guest.ram.data()},
+                                    {kBigBase, kBigSize, static_cast<uint8_t*>(ram->host)},
+                                    huge});
+  send_pfns(0, pfns_of(kBigBase + kBigSize, kHuge));  // two 1 MiB requests
+  EXPECT_EQ(file_bytes(fd), kHuge) << "a piecewise huge page must stay";
+  EXPECT_EQ(dev->counters().inflated_pages.load(), kHuge / 4096);
+  ::munmap(host, kHuge);
+  ::close(fd);
 }
 
 // --- GuestMemory::discard, the host side of the balloon

@@ -3,6 +3,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -37,7 +38,10 @@ Result<std::unique_ptr<VirtioBalloon>> VirtioBalloon::create(const BalloonOption
   if (opts.initial_target_bytes / kBalloonPageSize > std::numeric_limits<uint32_t>::max())
     return fail("balloon size {} is larger than the device can express (16 TiB)",
                 opts.initial_target_bytes);
-  uint64_t features = feature_bit(kBalloonFeatureStatsVq);
+  // MUST_TELL_HOST: Linux tells before reusing pages anyway; offering it
+  // makes that a rule the huge-page tracker can rely on (give_back).
+  uint64_t features =
+      feature_bit(kBalloonFeatureStatsVq) | feature_bit(kBalloonFeatureMustTellHost);
   uint16_t queues = 3;  // inflateq, deflateq, statsq
   if (opts.deflate_on_oom) features |= feature_bit(kBalloonFeatureDeflateOnOom);
   if (opts.free_page_reporting) {
@@ -125,6 +129,7 @@ void VirtioBalloon::on_reset() {
     (void)::timerfd_settime(timer_.get(), 0, &off, nullptr);
   }
   held_stats_.reset();
+  partial_.clear();
   // The driver's balloon is gone with it (a rebooted guest starts empty).
   actual_pages_.store(0, std::memory_order_release);
   std::memset(config_bytes().data() + kConfigActual, 0, 4);
@@ -164,6 +169,63 @@ void VirtioBalloon::discard(uint64_t gpa, uint64_t len) {
     counters_.discard_errors.fetch_add(1, std::memory_order_relaxed);
 }
 
+void VirtioBalloon::give_back(uint64_t gpa, uint64_t len, bool track) {
+  uint64_t page = memory()->page_size(gpa);
+  if (page <= kBalloonPageSize) {
+    discard(gpa, len);
+    return;
+  }
+  uint64_t end = gpa + len;
+  uint64_t whole_start = std::min((gpa + page - 1) & ~(page - 1), end);
+  uint64_t whole_end = std::max(end & ~(page - 1), whole_start);
+  // Pieces are remembered only when the driver must tell before reusing a
+  // page (MUST_TELL_HOST, §5.5.6.1): then a deflate always reaches the
+  // tracker before the guest writes the page again, and completing a huge
+  // page later cannot discard memory the guest took back.
+  track = track && negotiated(kBalloonFeatureMustTellHost);
+  if (track)
+    for (uint64_t a = gpa; a < whole_start; a += kBalloonPageSize) track_piece(a, page, true);
+  if (whole_end > whole_start) {
+    for (uint64_t p = whole_start; p < whole_end; p += page) partial_.erase(p);
+    discard(whole_start, whole_end - whole_start);
+  }
+  if (track)
+    for (uint64_t a = whole_end; a < end; a += kBalloonPageSize) track_piece(a, page, true);
+}
+
+void VirtioBalloon::track_piece(uint64_t gpa, uint64_t page, bool inflated) {
+  uint64_t base = gpa & ~(page - 1);
+  uint64_t index = (gpa - base) / kBalloonPageSize;
+  auto it = partial_.find(base);
+  if (it == partial_.end()) {
+    if (!inflated) return;
+    if (partial_.size() >= kMaxPartialPages) {
+      auto oldest = std::min_element(partial_.begin(), partial_.end(),
+                                     [](auto& a, auto& b) { return a.second.age < b.second.age; });
+      partial_.erase(oldest);
+    }
+    it = partial_.emplace(base, PartialPage{}).first;
+    it->second.bits.assign(static_cast<size_t>((page / kBalloonPageSize + 63) / 64), 0);
+  }
+  PartialPage& p = it->second;
+  p.age = ++partial_clock_;
+  uint64_t& word = p.bits[static_cast<size_t>(index / 64)];
+  uint64_t bit = uint64_t{1} << (index % 64);
+  if (inflated && !(word & bit)) {
+    word |= bit;
+    ++p.count;
+  } else if (!inflated && (word & bit)) {
+    word &= ~bit;
+    --p.count;
+  }
+  if (p.count == page / kBalloonPageSize) {
+    partial_.erase(it);
+    discard(base, page);  // every piece is in the balloon: the page can go
+  } else if (p.count == 0) {
+    partial_.erase(it);
+  }
+}
+
 Result<> VirtioBalloon::handle_pfns(Queue& queue, uint16_t index, bool inflate) {
   const GuestMemory& mem = *memory();
   const char* what = inflate ? "inflateq" : "deflateq";
@@ -183,7 +245,7 @@ Result<> VirtioBalloon::handle_pfns(Queue& queue, uint16_t index, bool inflate) 
     uint64_t run_start = 0, run_len = 0;
     uint64_t valid = 0, ignored = 0;
     auto flush = [&] {
-      if (run_len != 0 && inflate) discard(run_start, run_len);
+      if (run_len != 0 && inflate) give_back(run_start, run_len, true);
       run_len = 0;
     };
     // A PFN may straddle two buffers (§2.7.4: no assumption on framing).
@@ -202,6 +264,13 @@ Result<> VirtioBalloon::handle_pfns(Queue& queue, uint16_t index, bool inflate) 
           continue;
         }
         ++valid;
+        if (!inflate) {
+          if (!partial_.empty()) {
+            uint64_t page = mem.page_size(gpa);
+            if (page > kBalloonPageSize) track_piece(gpa, page, false);
+          }
+          continue;
+        }
         if (run_len != 0 && gpa == run_start + run_len &&
             mem.contains(run_start, run_len + kBalloonPageSize)) {
           run_len += kBalloonPageSize;
@@ -276,7 +345,8 @@ Result<> VirtioBalloon::handle_reporting(Queue& queue, uint16_t index) {
       uint64_t start = (*gpa + kBalloonPageSize - 1) & ~(kBalloonPageSize - 1);
       uint64_t end = (*gpa + buf.size()) & ~(kBalloonPageSize - 1);
       if (end <= start) continue;
-      discard(start, end - start);
+      // Reported pages stay the guest's: whole host pages only, never tracked.
+      give_back(start, end - start, false);
       counters_.reported_bytes.fetch_add(end - start, std::memory_order_relaxed);
     }
     SKIFF_TRY_VOID(queue.add_used(chain_.head(), 0));

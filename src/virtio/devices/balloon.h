@@ -13,11 +13,17 @@
 //     RAM (a hole, a BAR) is ignored and counted, as QEMU does: the driver
 //     can only balloon pages it owns, so such a PFN frees nothing and
 //     harms nothing (§5.5.6.1 gives the device no duty for it).
-//   - deflateq: checked the same way, nothing else to do: a discarded page
-//     faults back in (zero-filled) on its next access. Since
-//     VIRTIO_BALLOON_F_MUST_TELL_HOST is not offered, the driver may reuse
-//     pages before the device has seen the deflate (§5.5.6.1) — harmless
-//     for the same reason.
+//     Over huge-page RAM (hugetlb memfd) only whole host pages can be
+//     freed: the 4 KiB pieces of a partly ballooned huge page are
+//     remembered (a bitmap per page, at most kMaxPartialPages pages, like
+//     QEMU's "partially ballooned page") and the page is discarded once all
+//     of it is in the balloon. That is safe only if the driver cannot reuse
+//     a piece before its deflate reaches the device, so pieces are tracked
+//     only with VIRTIO_BALLOON_F_MUST_TELL_HOST negotiated (offered always;
+//     Linux tells the host first anyway).
+//   - deflateq: checked the same way; takes pieces out of the huge-page
+//     tracker, nothing else: a discarded page faults back in (zero-filled)
+//     on its next access.
 //   - statsq (VIRTIO_BALLOON_F_STATS_VQ, offered always): the driver posts
 //     one buffer of {le16 tag, le64 val} entries (§5.5.6.3); the device
 //     reads it, keeps the buffer and, every statistics_polling_interval
@@ -25,7 +31,8 @@
 //     figures. Interval 0: only what the driver sends on its own.
 //   - reporting_vq (VIRTIO_BALLOON_F_REPORTING, free_page_reporting=on):
 //     device-writable buffers that point at free guest pages (§5.5.6.6);
-//     whole 4 KiB pages inside them are discarded, the buffers returned.
+//     whole host pages inside them are discarded (never tracked: the pages
+//     stay the guest's), the buffers returned.
 //   - VIRTIO_BALLOON_F_DEFLATE_ON_OOM (deflate_on_oom=on): a feature bit
 //     only; the driver deflates under memory pressure by itself.
 // Queue numbering (§5.5.2): inflateq 0, deflateq 1, then statsq and
@@ -44,6 +51,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -80,6 +88,9 @@ class VirtioBalloon final : public VirtioDevice {
   // 64 Ki PFNs (256 MiB) per request; Linux sends at most 256
   // (VIRTIO_BALLOON_ARRAY_PFNS_MAX).
   static constexpr uint64_t kMaxPfnBytes = 256 * 1024;
+  // Huge pages tracked while partly ballooned; the oldest is forgotten
+  // beyond this (its pieces stay with the guest's balloon, unfreed).
+  static constexpr size_t kMaxPartialPages = 64;
 
   struct Counters {
     std::atomic<uint64_t> inflated_pages{0};  // PFNs discarded through inflateq
@@ -122,11 +133,25 @@ class VirtioBalloon final : public VirtioDevice {
   [[nodiscard]] Result<> handle_reporting(Queue& queue, uint16_t index);
   // Discards [gpa, gpa + len), counting a host refusal instead of failing.
   void discard(uint64_t gpa, uint64_t len);
+  // Inflated 4 KiB pages [gpa, gpa + len) within one region: discarded
+  // directly, or through the partial-huge-page tracker.
+  // `track`: remember partial huge pages (inflate), or free whole host
+  // pages only (free page reporting: the pages stay the guest's).
+  void give_back(uint64_t gpa, uint64_t len, bool track);
+  // One 4 KiB piece of a huge page of `page_size` bytes in or out of the balloon.
+  void track_piece(uint64_t gpa, uint64_t page_size, bool inflated);
 
   uint32_t stats_interval_s_;
   Fd timer_;  // timerfd for the stats polling interval; invalid when 0
   DescriptorChain chain_;
   std::optional<uint16_t> held_stats_;  // head of the stats buffer we hold
+  struct PartialPage {
+    std::vector<uint64_t> bits;  // one per 4 KiB piece
+    uint64_t count = 0;
+    uint64_t age = 0;
+  };
+  std::map<uint64_t, PartialPage> partial_;  // by huge page gpa; device thread only
+  uint64_t partial_clock_ = 0;
   std::atomic<uint32_t> target_pages_{0};
   std::atomic<uint32_t> actual_pages_{0};
   Counters counters_;
