@@ -56,5 +56,18 @@ TEST(ParseUint, ChecksRange) {
   EXPECT_FALSE(parse_uint("n", "8x", 1, 255));
 }
 
+TEST(KvOptions, SplitTopLevelKeepsNestedBracketListsWhole) {
+  auto items = split_top_level("--cpus", "boot=2,affinity=[0@[2,3],1@[4]],max=4");
+  ASSERT_TRUE(items);
+  EXPECT_EQ(*items, (std::vector<std::string_view>{"boot=2", "affinity=[0@[2,3],1@[4]]", "max=4"}));
+  auto inner = split_top_level("--cpus affinity", "0@[2,3],1@[4]");
+  ASSERT_TRUE(inner);
+  EXPECT_EQ(*inner, (std::vector<std::string_view>{"0@[2,3]", "1@[4]"}));
+  auto open = split_top_level("--cpus", "affinity=[0@[2,3]");
+  ASSERT_FALSE(open);
+  EXPECT_NE(open.error().what().find("unbalanced '['"), std::string::npos);
+  EXPECT_FALSE(split_top_level("--cpus", "affinity=0@2,3]]"));
+}
+
 }  // namespace
 }  // namespace skiff::cli
