@@ -25,13 +25,10 @@ import struct
 import subprocess
 import sys
 
-SKIP = 77
+# The guest's KEY=VALUE output and the skip convention, as the functional test.
+from virtio_pci_test import skip, values
+
 BLOCK = 4096
-
-
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
 
 
 def make_disk(path, mib):
@@ -48,10 +45,6 @@ def make_disk(path, mib):
             for i in range(chunk):
                 struct.pack_into("<Q", buf, i * BLOCK, first + i)
             f.write(buf)
-
-
-def values(out, key):
-    return [l.rstrip("\r")[len(key) + 1:] for l in out.splitlines() if l.startswith(key + "=")]
 
 
 def main():

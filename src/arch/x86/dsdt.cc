@@ -23,7 +23,8 @@ aml::Term s5_package() {
 // _PRT (ACPI 6.5 §6.2.13): where each slot's INTA#-INTD# goes. Every entry
 // is Package {Address (slot << 16 | 0xffff: any function), Pin (0 = INTA#),
 // Source 0, Source Index = the GSI}: a Source of 0 means the pin is wired to
-// that GSI directly (no link device), level triggered, active low. The GSI
+// that GSI directly (no link device); the OS then treats it as PCI INTx#,
+// level triggered, active low (see pci_irq.h). The GSI
 // is pci_intx_gsi(), the same function the vmm asserts INTx through.
 aml::Term pci_routing_table() {
   aml::TermList entries;

@@ -7,10 +7,12 @@
 // slot S, pin P (0 = INTA#) -> GSI 16 + (S + P) mod 4, as QEMU's microvm
 // (GPEX) routes them. GSIs above 15 are IOAPIC-only (the PIC does not see
 // them) and no MADT Interrupt Source Override applies to them, so they are
-// level triggered, active low — what ACPI 6.5 §6.2.13 assumes for a _PRT
-// entry naming a GSI directly. (KVM's in-kernel IOAPIC does not model
-// polarity: the VMM asserts a line with level 1 whatever the guest
-// programs.) GSI 20 is the GED's (layout.h kGsiGed), 24+ are MSI routes.
+// level triggered, active low: PCI's INTx# convention (PCI Local Bus 3.0
+// §2.2.6), which an OS assumes for a _PRT entry that names a GSI directly
+// (ACPI 6.5 §6.2.13; Linux drivers/acpi/pci_irq.c). KVM's in-kernel IOAPIC
+// does not model polarity: the VMM asserts a line with level 1 whatever
+// the guest programs. GSI 20 is the GED's (layout.h kGsiGed), 24+ are MSI
+// routes.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -131,6 +132,20 @@ TEST_F(AcpiIasl, DsdtDisassemblyNamesTheDevicesAndRecompiles) {
   CommandResult back = run("cd " + dir_.string() + " && iasl -p recompiled DSDT.dsl");
   EXPECT_EQ(back.status, 0) << back.output;
   EXPECT_NE(back.output.find(" 0 Errors"), std::string::npos) << back.output;
+}
+
+// \_SB.PCI0._PRT (pci_irq_test.cc checks it entry by entry): iasl shows
+// the 128 entries; two of them as it prints them.
+TEST_F(AcpiIasl, DsdtDisassemblyShowsThePciRoutingTable) {
+  dump({});
+  ASSERT_EQ(disassemble("DSDT").status, 0);
+  std::string dsl = slurp(dir_ / "DSDT.dsl");
+  EXPECT_NE(dsl.find("Name (_PRT, Package (0x80)"), std::string::npos) << dsl;
+  std::string flat = dsl;
+  std::erase_if(flat, [](char ch) { return std::isspace(static_cast<unsigned char>(ch)); });
+  // Slot 1 INTA# -> GSI 17 (0x11); slot 31 INTD# -> GSI 18 (0x12).
+  EXPECT_NE(flat.find("Package(0x04){0x0001FFFF,Zero,Zero,0x11}"), std::string::npos) << dsl;
+  EXPECT_NE(flat.find("Package(0x04){0x001FFFFF,0x03,Zero,0x12}"), std::string::npos) << dsl;
 }
 
 TEST_F(AcpiIasl, FadtDisassemblyShowsHwReducedAndTheRegisters) {
