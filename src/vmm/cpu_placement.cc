@@ -8,6 +8,8 @@
 
 #include <fmt/ranges.h>
 
+#include "vmm/memory_layout.h"
+
 namespace skiff {
 
 namespace {
@@ -146,6 +148,8 @@ Result<> validate_cpu_placement(const VmConfig& c, const std::vector<uint32_t>& 
   SKIFF_TRY_VOID(validate_topology(c, max));
   SKIFF_TRY_VOID(validate_affinity(c, max, host_cpus));
   SKIFF_TRY_VOID(validate_numa(c, max));
+  // Zones named by the nodes exist, each on one node, none left out.
+  if (!c.numa.empty()) SKIFF_TRY_VOID(acpi_numa_nodes(c, memory_zone_layout(c)));
   return {};
 }
 

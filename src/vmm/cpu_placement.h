@@ -30,7 +30,8 @@ namespace skiff {
 // Hypervisor requires; APIC IDs fit the xAPIC's 8 bits), each affinity
 // entry (vCPU below max, listed once, host CPUs in `host_cpus`) and the NUMA
 // nodes (ids 0..N-1 each once, vCPUs below max and in one node only,
-// distances to existing nodes in 11..255). Errors name the bad value.
+// distances to existing nodes in 11..255, memory zones as acpi_numa_nodes
+// requires). Errors name the bad value.
 [[nodiscard]] Result<> validate_cpu_placement(const VmConfig& config,
                                               const std::vector<uint32_t>& host_cpus);
 // Same, against host_usable_cpus().

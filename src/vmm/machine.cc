@@ -77,8 +77,6 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
                                      kMaxVcpus)});
   // --cpus max/topology/affinity and --numa, against the host's CPUs.
   if (auto r = validate_cpu_placement(config); !r) return config_error(r.error());
-  if (auto r = acpi_numa_nodes(config, memory_zone_layout(config)); !r)
-    return config_error(r.error());
   if (config.memory_size < kMinMemory)
     return config_error({fmt::format("--memory: size={} is below the minimum of {} MiB",
                                      config.memory_size, kMinMemory >> 20)});

@@ -122,6 +122,10 @@ TEST(CpuPlacement, NumaNodesAreChecked) {
   local_remote.numa[0].distances = {{1, 10}};
   EXPECT_MENTIONS(error_of(local_remote), "distance 10 to node 1");
 
+  VmConfig no_zone = two_nodes();
+  no_zone.numa[1].memory_zones = {"nope"};
+  EXPECT_MENTIONS(error_of(no_zone), "memory zone 'nope' is not defined");
+
   VmConfig twice = two_nodes();
   twice.numa[0].memory_zones = {"a", "a"};
   EXPECT_MENTIONS(error_of(twice), "'a' listed twice");
