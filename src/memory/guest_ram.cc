@@ -77,7 +77,9 @@ Result<> GuestRam::map_zone(const RamZone& zone) {
   bool shared = o.shared || o.hugepages;
   int fd = -1;
   if (shared) {
-    std::string name = zone.name.empty() ? "skiff-ram" : "skiff-ram-" + zone.name;
+    // memfd names show in /proc/PID/maps as "/memfd:NAME"; the kernel takes
+    // at most 249 bytes.
+    std::string name = zone.name.empty() ? "skiff-ram" : ("skiff-ram-" + zone.name).substr(0, 200);
     fds_.push_back(SKIFF_TRY(create_ram_memfd(name, zone_size(zone), o)));
     fd = fds_.back().get();
   }

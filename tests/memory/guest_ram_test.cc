@@ -61,6 +61,14 @@ TEST(GuestRam, SharedRamIsAMemfdMappedShared) {
   EXPECT_EQ(v, 0x1122334455667788u);
 }
 
+TEST(GuestRam, ALongZoneIdStillMakesAValidMemfdName) {
+  RamOptions o;
+  o.shared = true;
+  auto ram = make(zone(2 * kMiB, o, std::string(1000, 'z')));
+  ASSERT_TRUE(ram) << ram.error().what();
+  EXPECT_NE(smaps_of(*ram).find("memfd:skiff-ram-zzzz"), std::string::npos);
+}
+
 TEST(GuestRam, ZoneSplitByTheHoleIsOneFileAtIncreasingOffsets) {
   RamOptions o;
   o.shared = true;
