@@ -215,6 +215,21 @@ TEST(GuestRam, SizesAndHugePageSizesAreCheckedByValue) {
       << bad.error().message;
 }
 
+TEST(GuestRam, OneGibPagesOnAHostWithoutThemAreRefusedByName) {
+  if (access("/sys/kernel/mm/hugepages/hugepages-1048576kB", F_OK) == 0)
+    GTEST_SKIP() << "skipped: this host has a 1 GiB huge page pool";
+  RamOptions o;
+  o.hugepages = true;
+  o.hugepage_size = kHugePage1G;
+  auto ram = make(zone(kHugePage1G, o));
+  ASSERT_FALSE(ram);
+  EXPECT_NE(ram.error().message.find(
+                "this host has no 1 GiB huge pages (/sys/kernel/mm/hugepages/hugepages-1048576kB "
+                "is missing)"),
+            std::string::npos)
+      << ram.error().message;
+}
+
 TEST(GuestRam, HugePageZoneOffAHugePageBoundaryIsRefusedBeforeThePoolIsAsked) {
   // A 1 MiB private zone puts the next zone at 1 MiB: KVM could not map
   // its 2 MiB pages as huge pages, and the hugetlb mapping would not line up.
