@@ -21,8 +21,14 @@
  *                             0x52 rng) reached this CPU's LAPIC: it is
  *                             pending in the IRR (IF stays 0 at CPL 3, so
  *                             it is never taken)
+ *   with intx=1 (needs msix=0): INTX_LINE=n (Interrupt Line of the blk
+ *   function), INTX_IRR=1 (after the requests, the IOAPIC pin named by
+ *   Interrupt Line, programmed level-triggered — active high below 16, as
+ *   ISA, active low from 16, as PCI — delivered its vector to this CPU's
+ *   LAPIC), INTX_STATUS=1 (PCI Status bit 3 while the ISR is set),
+ *   INTX_ISR=1 (ISR bit 0), INTX_STATUS_AFTER=0 (reading the ISR lowered it)
  * Command line: seed=N (pattern seed), rng=0 to skip the RNG, msix=0 to
- * leave MSI-X off.
+ * leave MSI-X off, intx=1 (see above).
  *
  * bench=SECONDS (bench/blk_vm): instead of the checks above, 4 KiB random
  * reads on the virtio-blk disk with 32 requests always in flight (queue 0,
@@ -87,6 +93,7 @@ struct vdev {
   uint8_t msix_vector; /* CPU vector of queue 0's MSI-X message; 0: none */
   volatile uint8_t* common;
   volatile uint8_t* device_cfg;
+  volatile uint8_t* isr;
   volatile uint8_t* notify;
   uint32_t notify_mult;
   /* queue 0 */
@@ -172,6 +179,7 @@ static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) 
   v->common = phys(base + off[1]);
   v->notify = phys(base + off[2]);
   v->device_cfg = phys(base + off[4]);
+  v->isr = phys(base + off[3]);
   v->notify_mult = mult;
   v->rings = ring_mem[index];
   if (v->qsize == 0) v->qsize = QSIZE;
@@ -455,6 +463,41 @@ static int irr(uint8_t vector) {
   return (int)((lapic_read(0x200 + 0x10u * (vector / 32u)) >> (vector % 32u)) & 1);
 }
 
+/* ---- intx=1: legacy INTx through the IOAPIC pin Interrupt Line names ---- */
+#define IOAPIC_BASE 0xfec00000ull
+#define INTX_VECTOR 0x61
+static void ioapic_write(uint32_t reg, uint32_t v) {
+  volatile uint32_t* io = phys(IOAPIC_BASE);
+  io[0] = reg; /* IOREGSEL */
+  io[4] = v;   /* IOWIN at +0x10 */
+}
+
+static uint32_t intx_pin;
+
+static void intx_route(struct vdev* v) {
+  uint32_t line = cfg_read8(v->dev, 0x3c);
+  if (cfg_read8(v->dev, 0x3d) != 1) guest_fail("blk function does not use INTA#");
+  if (line >= 24) guest_fail("Interrupt Line %u is not an IOAPIC pin", line);
+  printf("INTX_LINE=%u\n", line);
+  intx_pin = line;
+  lapic_write(0xf0, lapic_read(0xf0) | 0x100); /* LAPIC software enable */
+  if (irr(INTX_VECTOR)) guest_fail("INTx vector pending before any request");
+  /* Redirection entry (82093AA §3.2.4): fixed delivery, physical
+   * destination, level triggered (bit 15); polarity (bit 13) low for the
+   * PCI GSIs from 16, high for ISA IRQs. */
+  uint32_t low = INTX_VECTOR | 1u << 15 | (line >= 16 ? 1u << 13 : 0);
+  ioapic_write(0x11 + 2 * line, lapic_id() << 24);
+  ioapic_write(0x10 + 2 * line, low);
+}
+
+static void intx_check(struct vdev* v) {
+  printf("INTX_STATUS=%u\n", (cfg_read(v->dev, 0x04) >> 19) & 1);
+  printf("INTX_IRR=%d\n", irr(INTX_VECTOR));
+  printf("INTX_ISR=%u\n", *v->isr & 1);
+  printf("INTX_STATUS_AFTER=%u\n", (cfg_read(v->dev, 0x04) >> 19) & 1);
+  ioapic_write(0x10 + 2 * intx_pin, 1u << 16); /* masked again */
+}
+
 int guest_main(void) {
   map_pci_window();
   uint64_t bench = cmdline_u64("bench", 0);
@@ -486,7 +529,11 @@ int guest_main(void) {
   }
   if (!have_blk) guest_fail("no virtio-blk (1af4:1042) on bus 0");
   if (msix && (irr(0x51) || irr(0x52))) guest_fail("MSI-X vector pending before any request");
+  int intx = (int)cmdline_u64("intx", 0);
+  if (intx && msix) guest_fail("intx=1 needs msix=0");
+  if (intx) intx_route(&blk);
   test_blk(&blk);
+  if (intx) intx_check(&blk);
   if (msix) printf("MSIX_BLK_IRR=%d\n", irr(0x51));
   if (cmdline_u64("rng", 1)) {
     if (!have_rng) guest_fail("no virtio-rng (1af4:1044) on bus 0");
