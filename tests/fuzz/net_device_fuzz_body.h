@@ -36,11 +36,14 @@
 //   [0..3]  device feature bits the driver accepts (masked by the offer)
 //   [4]     bits 0-1: queue pairs 1 + b % 3; bit 2: no control queue
 //           (vhost-user style); bit 3: EVENT_IDX; bit 4: INDIRECT_DESC;
-//           bit 5: the backend supports checksum offload only
+//           bit 5: the backend supports checksum offload only; bit 6: rate
+//           limited (4000 bytes and 4 packets per 10 ms per direction and
+//           pair, on a clock the script advances)
 //   [5..]   steps: one op byte, then that op's bytes (see NetFuzzer::step)
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -71,6 +74,7 @@ enum NetFuzzOutcome : int {
   kNetRxMerged = 1 << 6,      // a frame spread over more than one chain
   kNetTxLinearised = 1 << 7,  // more pieces than one writev takes
   kNetTxBackendFull = 1 << 8,
+  kNetThrottled = 1 << 9,  // the rate limiter stopped a queue
 };
 
 class NetFuzzer {
@@ -103,6 +107,11 @@ class NetFuzzer {
     o.mac = *net::MacAddress::parse("52:54:00:12:34:56");
     o.queue_size = kQueueSize;
     o.control_queue = control_queue_;
+    if (setup & 64) {
+      o.rate_limiter.bandwidth = {.size = 4000, .one_time_burst = 0, .refill_time_ms = 10};
+      o.rate_limiter.ops = {.size = 4, .one_time_burst = 0, .refill_time_ms = 10};
+      o.clock = [this] { return now_; };
+    }
     auto r = virtio::VirtioNet::create(std::move(b), o);
     if (!r) return failed("create: " + r.error().message);
     net_ = std::move(*r);
@@ -324,6 +333,7 @@ class NetFuzzer {
         return corrupt_step();
       default: {
         if (op & 0x80) return reset_and_restart();
+        if (op & 0x40) now_ += std::chrono::milliseconds(byte());  // time passes
         // A spurious kick (or a backend event) on any queue.
         auto q = static_cast<uint16_t>(byte() % net_->num_queues());
         if (q % 2 == 0 && q / 2 < usable_pairs_) return rx_process(static_cast<uint16_t>(q / 2));
@@ -407,6 +417,7 @@ class NetFuzzer {
     backend_->fail_sends = mode == 2;
     const virtio::NetQueueStats& st = net_->stats(pair);
     uint64_t sent0 = st.tx_packets, dropped0 = st.tx_dropped, errors0 = st.tx_errors;
+    uint64_t throttled0 = st.tx_throttled;
     size_t frames0 = backend_->sent[pair].size();
     net_->process_queue(q);
     if (malformed) {
@@ -419,6 +430,15 @@ class NetFuzzer {
       if (drivers_[q]->used_idx() != queues_[q].seen_used)
         return fail("tx chain used although the backend was full");
       outcomes_ |= kNetTxBackendFull;
+      net_->process_queue(q);
+    }
+    // Over the rate: the chain waits in the ring until the limiter's timer
+    // fires; let (fake) time pass as the timer would.
+    for (int i = 0;
+         i < 4 && drivers_[q]->used_idx() == queues_[q].seen_used && st.tx_throttled != throttled0;
+         ++i) {
+      outcomes_ |= kNetThrottled;
+      now_ += std::chrono::seconds(1);
       net_->process_queue(q);
     }
     backend_->fail_sends = false;
@@ -609,8 +629,20 @@ class NetFuzzer {
   bool rx_process(uint16_t pair) {
     const auto q = static_cast<uint16_t>(2 * pair);
     const virtio::NetQueueStats& st = net_->stats(pair);
+    uint64_t throttled0 = st.rx_throttled;
     net_->process_queue(q);
+    if (st.rx_throttled != throttled0) outcomes_ |= kNetThrottled;
     if (net_->needs_reset()) return settle(any_tainted_or_malformed());
+    if (queues_[q].tainted) {
+      // Corrupted ring: which chains got which frames is unknowable; start
+      // accounting afresh from what the backend still has (until a reset,
+      // the queue stays tainted and only crash-freedom is checked).
+      (void)drain_used(q, [](const Outstanding&, uint32_t) { return true; });
+      expected_rx_[pair].assign(backend_->rx[pair].begin(), backend_->rx[pair].end());
+      rx_dropped_base_[pair] = st.rx_dropped;
+      rx_skipped_[pair] = 0;
+      return true;
+    }
     const bool mrg = has(netwire::kFMrgRxbuf);
     // Gather each delivered frame from its chains (num_buffers of them).
     std::vector<uint8_t> frame;
@@ -719,6 +751,7 @@ class NetFuzzer {
   bool control_queue_ = true, event_idx_ = false, indirect_ = false;
   uint32_t want_ = 0;
   uint64_t tx_next_ = kTxArena;
+  std::chrono::nanoseconds now_{1'000'000'000};  // the rate limiters' clock
   int outcomes_ = 0;
   std::string why_;
   // SKIFF_NET_FUZZ_TRACE=1: print each step (to turn a failing input into a test).

@@ -80,7 +80,34 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::create(std::unique_ptr<net::NetBac
     return fail("virtio-net: queue size {} is not a power of 2 in [2, {}]", options.queue_size,
                 kMaxQueueSize);
   uint64_t features = offered_features(backend->supported_offloads(), pairs, options.control_queue);
-  return std::unique_ptr<VirtioNet>(new VirtioNet(std::move(backend), options, features));
+  std::unique_ptr<VirtioNet> dev(new VirtioNet(std::move(backend), options, features));
+  SKIFF_TRY_VOID(dev->init_rate_limiting());
+  return dev;
+}
+
+Result<> VirtioNet::init_rate_limiting() {
+  if (!options_.rate_limiter.limits()) return {};
+  for (auto* v : {&rx_throttle_, &tx_throttle_}) {
+    for (uint16_t i = 0; i < pairs_; ++i) {
+      auto timer = SKIFF_TRY(net::RateLimitTimer::create());
+      v->push_back({net::RateLimiter(options_.rate_limiter, options_.clock), std::move(timer)});
+    }
+  }
+  return {};
+}
+
+bool VirtioNet::pass_rate_limit(std::vector<Throttle>& throttles, uint16_t pair,
+                                uint64_t frame_bytes, std::atomic<uint64_t>& throttled) {
+  if (throttles.empty()) return true;
+  Throttle& t = throttles[pair];
+  // Reading a fired timer re-arms its edge for the epoll loop (EPOLLET).
+  if (t.timer.armed()) (void)t.timer.consume();
+  if (t.limiter.try_consume(frame_bytes)) return true;
+  throttled.fetch_add(1, std::memory_order_relaxed);
+  if (auto r = t.timer.arm(t.limiter.wait_time(frame_bytes)); !r)
+    LOG_WARN("virtio net: pair {}: {}; the queue waits for the next notification", pair,
+             r.error().what());
+  return false;
 }
 
 VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions options,
@@ -118,6 +145,10 @@ std::vector<BackendEvent> VirtioNet::backend_events() const {
   for (uint16_t i = 0; i < pairs_; ++i)
     if (int fd = backend_->rx_event_fd(i); fd >= 0)
       out.push_back({fd, static_cast<uint16_t>(2 * i)});
+  for (uint16_t i = 0; i < rx_throttle_.size(); ++i)
+    out.push_back({rx_throttle_[i].timer.fd(), static_cast<uint16_t>(2 * i)});
+  for (uint16_t i = 0; i < tx_throttle_.size(); ++i)
+    out.push_back({tx_throttle_[i].timer.fd(), static_cast<uint16_t>(2 * i + 1)});
   return out;
 }
 
@@ -221,6 +252,11 @@ Result<> VirtioNet::handle_tx(uint16_t pair, Queue& queue) {
     const uint64_t frame_len = c.readable_bytes() - net::kVnetHeaderBytes;
     if (!tx_header_ok(hdr, frame_len, features)) {
       st.tx_dropped.fetch_add(1, std::memory_order_relaxed);
+    } else if (!pass_rate_limit(tx_throttle_, pair, frame_len, st.tx_throttled)) {
+      // Over the rate: the chain stays available; the limiter's timer (a
+      // BackendEvent of this queue) resumes the queue.
+      queue.set_ring_positions(static_cast<uint16_t>(queue.next_avail() - 1), queue.next_used());
+      break;
     } else {
       // The frame goes out with the header we checked, not the guest's copy.
       hdr.num_buffers = 0;

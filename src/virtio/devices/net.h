@@ -42,8 +42,20 @@
 // MRG_RXBUF, a frame larger than the rx chain is dropped (rx_dropped) and the
 // chain reused.
 //
+// Rate limiting (NetOptions::rate_limiter, Cloud Hypervisor's semantics,
+// net/rate_limiter.h): every queue pair gets a limiter per direction, each
+// with the configured bytes and packets buckets (as Cloud Hypervisor does);
+// a frame costs its length without the vnet header and one packet. A tx
+// frame the limiter refuses stays available in the ring; an rx frame the
+// limiter refuses, already read from the backend, is held in the queue's
+// spill buffer (the same place as a frame waiting for buffers) and the
+// chains go back. Either way the queue stops, the limiter's timerfd is armed
+// for when the tokens are back, and that timerfd is a BackendEvent of the
+// queue, so the queue resumes by itself: delayed, never dropped. Frames the
+// device drops or filters cost nothing.
+//
 // Not implemented: RSS / hash reporting, GUEST_ANNOUNCE, MTU, SPEED_DUPLEX,
-// notification coalescing, rate limiting in the device, save/restore.
+// notification coalescing, save/restore.
 #pragma once
 
 #include <atomic>
@@ -54,6 +66,7 @@
 
 #include "net/mac_address.h"
 #include "net/net_backend.h"
+#include "net/rate_limiter.h"
 #include "virtio/device.h"
 #include "virtio/devices/net_ctrl.h"
 
@@ -66,6 +79,11 @@ struct NetOptions {
   uint16_t queue_size = 256;
   // False for vhost-user back ends: the front end handles the control queue.
   bool control_queue = true;
+  // Applied to each direction of each queue pair (see the header comment);
+  // the default does not limit.
+  net::RateLimiterConfig rate_limiter;
+  // The limiters' time source (tests inject one).
+  net::MonotonicClock clock = net::steady_now;
 };
 
 // Per-queue-pair counters (read from other threads: atomics).
@@ -74,9 +92,11 @@ struct NetQueueStats {
   std::atomic<uint64_t> rx_bytes{0};    // frame bytes, header excluded
   std::atomic<uint64_t> rx_dropped{0};  // too big for the chain, or filtered
   std::atomic<uint64_t> tx_packets{0};
-  std::atomic<uint64_t> tx_bytes{0};    // frame bytes, header excluded
-  std::atomic<uint64_t> tx_dropped{0};  // malformed frames
-  std::atomic<uint64_t> tx_errors{0};   // the backend refused the frame
+  std::atomic<uint64_t> tx_bytes{0};      // frame bytes, header excluded
+  std::atomic<uint64_t> tx_dropped{0};    // malformed frames
+  std::atomic<uint64_t> tx_errors{0};     // the backend refused the frame
+  std::atomic<uint64_t> rx_throttled{0};  // times the rate limiter stopped rx
+  std::atomic<uint64_t> tx_throttled{0};  // times the rate limiter stopped tx
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -96,7 +116,8 @@ class VirtioNet final : public VirtioDevice {
   // The control queue's index for the negotiated features, or -1 if none.
   [[nodiscard]] int ctrl_queue_index() const;
 
-  // {backend rx fd of pair i, receiveq i} for every pair that has one.
+  // {backend rx fd of pair i, receiveq i} for every pair that has one; with
+  // rate limiting also each queue's limiter timerfd.
   [[nodiscard]] std::vector<BackendEvent> backend_events() const override;
 
  protected:
@@ -107,6 +128,11 @@ class VirtioNet final : public VirtioDevice {
 
  private:
   struct RxState;  // net_rx.cc
+  // One direction of one queue pair under a rate limiter.
+  struct Throttle {
+    net::RateLimiter limiter;
+    net::RateLimitTimer timer;
+  };
   struct TxState {
     DescriptorChain chain;
     std::vector<iovec> iov;
@@ -114,6 +140,12 @@ class VirtioNet final : public VirtioDevice {
   };
 
   VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions options, uint64_t features);
+  [[nodiscard]] Result<> init_rate_limiting();
+  // Takes a frame of `frame_bytes` (header excluded) from the limiter of
+  // `throttles[pair]` if there is one; otherwise arms its timer and counts
+  // the stop in `throttled`. True: the frame may go.
+  [[nodiscard]] bool pass_rate_limit(std::vector<Throttle>& throttles, uint16_t pair,
+                                     uint64_t frame_bytes, std::atomic<uint64_t>& throttled);
   [[nodiscard]] Result<> handle_rx(uint16_t pair, Queue& queue);
   [[nodiscard]] Result<> handle_tx(uint16_t pair, Queue& queue);
   [[nodiscard]] Result<> handle_ctrl(uint16_t index, Queue& queue);
@@ -128,6 +160,8 @@ class VirtioNet final : public VirtioDevice {
   std::unique_ptr<NetQueueStats[]> stats_;
   std::vector<std::unique_ptr<RxState>> rx_;
   std::vector<TxState> tx_;
+  std::vector<Throttle> rx_throttle_;  // per pair; empty: no rate limiting
+  std::vector<Throttle> tx_throttle_;
   DescriptorChain ctrl_chain_;
 
   // The filter is written by the control queue's thread and read by every

@@ -110,14 +110,33 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
     }
   };
 
+  // Moves a frame of `n` bytes read into the gathered buffers (first `cap`
+  // bytes) and the spill buffer (the rest, at spill[0]) wholly into spill,
+  // so the chains can go back to the ring.
+  auto hold = [&](size_t n, uint64_t cap) {
+    if (n > cap) std::memmove(s.spill.data() + cap, s.spill.data(), n - static_cast<size_t>(cap));
+    size_t in_chains = std::min(n, static_cast<size_t>(cap));
+    (void)copy_from_buffers(s.spans, 0, std::span(s.spill).first(in_chains));
+    s.pending = n;
+  };
+  auto pass = [&](size_t n) {
+    return pass_rate_limit(rx_throttle_, pair, n - net::kVnetHeaderBytes, st.rx_throttled);
+  };
+
   for (;;) {
-    // A frame kept from an earlier call goes first, once buffers allow.
+    // A frame kept from an earlier call goes first, once the rate limiter
+    // and the buffers allow.
     if (s.pending > 0) {
+      if (!s.pending_charged) {
+        if (!pass(s.pending)) break;  // its timer resumes the queue
+        s.pending_charged = true;
+      }
       size_t count = SKIFF_TRY(pop_for(0, s.pending));
       if (count == 0) break;  // still not enough: wait for the driver
       copy_spill(0, count, 0);
       SKIFF_TRY_VOID(complete(count, s.pending));
       s.pending = 0;
+      s.pending_charged = false;
       continue;
     }
 
@@ -171,6 +190,24 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
       }
     }
 
+    // The frame ran into the spill buffer if n > cap: bytes [cap, n) are at
+    // spill[0].
+    if (n > cap && (!mrg || n > s.spill.size())) {
+      // One chain per frame and it was too small (§5.1.6.3.1 asks the driver
+      // for buffers that fit), or a frame beyond any valid size: drop it.
+      unpop(queue, popped);
+      st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (!pass(n)) {
+      // Over the rate: keep the frame, give the chains back; the limiter's
+      // timer (a BackendEvent of this queue) resumes.
+      hold(n, cap);
+      s.pending_charged = false;
+      unpop(queue, popped);
+      break;
+    }
+
     if (n <= cap) {
       // The common case: the frame is in the guest's buffers already. Chains
       // it did not reach go back.
@@ -184,14 +221,6 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
       continue;
     }
 
-    // The frame ran into the spill buffer: bytes [cap, n) are at spill[0].
-    if (!mrg || n > s.spill.size()) {
-      // One chain per frame and it was too small (§5.1.6.3.1 asks the driver
-      // for buffers that fit), or a frame beyond any valid size: drop it.
-      unpop(queue, popped);
-      st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
     size_t overflow = n - static_cast<size_t>(cap);
     size_t more = SKIFF_TRY(pop_for(popped, overflow));
     if (more > 0) {
@@ -201,9 +230,8 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
     }
     // Not enough buffers posted: keep the whole frame in spill, give every
     // chain back and wait for the driver to post more.
-    std::memmove(s.spill.data() + cap, s.spill.data(), overflow);
-    (void)copy_from_buffers(s.spans, 0, std::span(s.spill).first(static_cast<size_t>(cap)));
-    s.pending = n;
+    hold(n, cap);
+    s.pending_charged = true;
     unpop(queue, popped);
     break;
   }

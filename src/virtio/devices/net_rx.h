@@ -23,6 +23,7 @@ struct VirtioNet::RxState {
   }
   void restart() {
     pending = 0;
+    pending_charged = false;
     target = kMinTarget;
     filter_generation = ~0u;
   }
@@ -33,6 +34,7 @@ struct VirtioNet::RxState {
   std::vector<std::span<uint8_t>> spans;  // the same buffers, for buffers.h
   std::vector<uint8_t> spill;             // overflow, and a frame waiting for buffers
   size_t pending = 0;                     // bytes of a whole frame held in spill
+  bool pending_charged = false;           // the rate limiter let it pass already
   uint64_t target = kMinTarget;
   uint32_t filter_generation = ~0u;
   RxFilter filter;
