@@ -115,10 +115,19 @@ Result<> UringQueue::queue_transfer(uint32_t slot) {
     // readv/writev take at most IOV_MAX buffers; a longer chain goes in
     // pieces exactly like a short transfer.
     auto n = static_cast<unsigned>(std::min<size_t>(s.iov.size() - s.first, IOV_MAX));
-    if (s.write)
+    const iovec& v = s.iov[s.first];
+    if (n == 1 && v.iov_len <= UINT_MAX) {
+      // One buffer (most 4 KiB requests): READ/WRITE spare the kernel the
+      // iovec import.
+      if (s.write)
+        ::io_uring_prep_write(sqe, s.fd, v.iov_base, static_cast<unsigned>(v.iov_len), s.offset);
+      else
+        ::io_uring_prep_read(sqe, s.fd, v.iov_base, static_cast<unsigned>(v.iov_len), s.offset);
+    } else if (s.write) {
       ::io_uring_prep_writev(sqe, s.fd, &s.iov[s.first], n, s.offset);
-    else
+    } else {
       ::io_uring_prep_readv(sqe, s.fd, &s.iov[s.first], n, s.offset);
+    }
   }
   ::io_uring_sqe_set_data64(sqe, tag(slot));
   ++s.sqes;
@@ -278,6 +287,10 @@ bool UringQueue::complete_one(uint64_t user_data, int res, std::span<Completion>
 }
 
 size_t UringQueue::reap(std::span<Completion> out) {
+  // Drain first, then look at the CQ: a completion after this read writes
+  // the eventfd again and wakes the watcher. Without the read, edge-triggered
+  // watchers miss wake-ups (the kernel need not signal an eventfd that is
+  // already readable; measured: bench/blk stalls).
   (void)event_.consume();
   size_t count = 0;
   io_uring_cqe* cqe = nullptr;

@@ -85,9 +85,9 @@ class UringQueue {
   // Hands everything prepared to the kernel (one io_uring_enter).
   [[nodiscard]] Result<> submit();
 
-  // Reads the eventfd (edge-triggered watchers must drain it first, then
-  // reap), then collects finished slots into `out` (capacity >= slots())
-  // and returns how many. Short transfers are resubmitted, not returned.
+  // Reads the eventfd (edge-triggered watchers need it drained), then
+  // collects finished slots into `out` (capacity >= slots()) and returns
+  // how many. Short transfers are resubmitted, not returned.
   [[nodiscard]] size_t reap(std::span<Completion> out);
 
   // Blocks until at least one completion is ready (or nothing is in flight).

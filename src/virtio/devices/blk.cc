@@ -330,7 +330,14 @@ Result<> VirtioBlock::handle_queue(uint16_t index, Queue& queue) {
     SKIFF_TRY_VOID(queue.add_used(chain.head(), written + 1));
     used_any = true;
   }
-  if (qs.ring) SKIFF_TRY_VOID(qs.ring->submit());
+  if (qs.ring) {
+    SKIFF_TRY_VOID(qs.ring->submit());
+    // What finished while we worked (or inside the submit) is answered now:
+    // the eventfd was written for it, and draining it here spares a whole
+    // wake-up (epoll, eventfd read) that would find nothing left to do.
+    if (qs.ring->in_flight() > 0)
+      used_any |= SKIFF_TRY(finish(qs, queue, stats, qs.ring->reap(qs.done)));
+  }
   if (used_any) signal_used(index);
   return {};
 }
