@@ -259,8 +259,8 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "/dev/vhost-net; skiff has no vhost-net data path yet and says so, using its "
                  "own), id=ID; token buckets per direction: bw_size=BYTES,bw_refill_time=MS"
                  "[,bw_one_time_burst=BYTES] and ops_size=PACKETS,ops_refill_time=MS"
-                 "[,ops_one_time_burst=PACKETS] (checked, but the device does not apply them "
-                 "yet, so skiff refuses to start with them)")
+                 "[,ops_one_time_burst=PACKETS] (each direction of each queue pair; frames over "
+                 "the rate wait, none are dropped)")
       ->type_name("tap=NAME|fd=[N,...][,...]");
   auto* rng = app.add_option("--rng", o.rng,
                              "virtio-rng on PCI: entropy from getrandom(2), or from src=PATH "

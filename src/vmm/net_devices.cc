@@ -47,11 +47,6 @@ std::string vhost_net_fallback_message(const std::string& vhost_net_path) {
 Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, uint32_t boot_cpus) {
   std::string what = describe_net(c);
   if (c.vhost) LOG_WARN("{}: {}", what, vhost_net_fallback_message());
-  if (c.rate_limiter.limits())
-    return fail(
-        "{}: bw_*/ops_* rate limits are not applied by skiff's virtio-net device yet; leave "
-        "them out",
-        what);
   uint16_t pairs = net_queue_pairs(c, boot_cpus);
   std::unique_ptr<net::Tap> tap;
   if (!c.tap.empty()) {
@@ -83,11 +78,15 @@ Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, u
     opts.mac = net::MacAddress::random_local();
   }
   opts.queue_size = c.queue_size;
+  // Each direction of each pair gets its own buckets (Cloud Hypervisor's
+  // rate_limiter_config semantics); the device arms a timer, never drops.
+  opts.rate_limiter = c.rate_limiter;
   std::string tap_name = tap->name();
   auto dev = virtio::VirtioNet::create(std::move(tap), opts);
   if (!dev) return context(dev.error(), what);
-  LOG_INFO("{}: tap {}, MAC {}, {} queue pair(s) of {} entries", what, tap_name,
-           opts.mac.to_string(), pairs, c.queue_size);
+  LOG_INFO("{}: tap {}, MAC {}, {} queue pair(s) of {} entries{}", what, tap_name,
+           opts.mac.to_string(), pairs, c.queue_size,
+           c.rate_limiter.limits() ? ", rate limited per direction" : "");
   return dev;
 }
 
@@ -103,6 +102,8 @@ void add_net_counters(virtio::VirtioDevice& dev, std::map<std::string, uint64_t>
     out["tx_bytes"] += s.tx_bytes.load(std::memory_order_relaxed);
     out["tx_dropped"] += s.tx_dropped.load(std::memory_order_relaxed);
     out["tx_errors"] += s.tx_errors.load(std::memory_order_relaxed);
+    out["rx_throttled"] += s.rx_throttled.load(std::memory_order_relaxed);
+    out["tx_throttled"] += s.tx_throttled.load(std::memory_order_relaxed);
   }
 }
 
