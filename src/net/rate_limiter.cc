@@ -58,8 +58,8 @@ void TokenBucket::refill(nanoseconds now) {
 bool TokenBucket::can_consume(uint64_t tokens, nanoseconds now) {
   if (!limits()) return true;
   refill(now);
-  // In debt (after charge() or an oversized request) nothing passes, not even
-  // a zero-byte request: the debt is repaid first.
+  // In debt (after an oversized request) nothing passes, not even a
+  // zero-byte request: the debt is repaid first.
   if (budget_ < 0) return false;
   if (tokens <= burst_) return true;
   uint64_t rest = tokens - burst_;
@@ -85,18 +85,6 @@ bool TokenBucket::try_consume(uint64_t tokens, nanoseconds now) {
   if (!can_consume(tokens, now)) return false;
   consume(tokens);
   return true;
-}
-
-void TokenBucket::charge(uint64_t tokens, nanoseconds now) {
-  if (!limits()) return;
-  refill(now);
-  uint64_t from_burst = std::min(tokens, burst_);
-  burst_ -= from_burst;
-  uint64_t rest = std::min<uint64_t>(tokens - from_burst, std::numeric_limits<int64_t>::max());
-  // Saturate: a debt beyond INT64_MIN would take centuries to repay anyway.
-  budget_ = budget_ < std::numeric_limits<int64_t>::min() + static_cast<int64_t>(rest)
-                ? std::numeric_limits<int64_t>::min()
-                : budget_ - static_cast<int64_t>(rest);
 }
 
 nanoseconds TokenBucket::wait_time(uint64_t tokens, nanoseconds now) {
@@ -146,10 +134,6 @@ nanoseconds RateLimiter::wait_time(uint64_t bytes, uint64_t ops) {
   return std::max(bytes_.wait_time(bytes, now), ops_.wait_time(ops, now));
 }
 
-void RateLimiter::charge_bytes(uint64_t bytes) {
-  if (bytes_.limits()) bytes_.charge(bytes, clock_());
-}
-
 // --- RateLimitTimer
 
 Result<RateLimitTimer> RateLimitTimer::create() {
@@ -182,28 +166,6 @@ bool RateLimitTimer::consume() {
   if (::read(fd_.get(), &expirations, sizeof expirations) != sizeof expirations) return false;
   armed_ = false;
   return true;
-}
-
-// --- QueueThrottle
-
-Result<QueueThrottle> QueueThrottle::create(const RateLimiterConfig& config, MonotonicClock clock) {
-  auto timer = SKIFF_TRY(RateLimitTimer::create());
-  return QueueThrottle(RateLimiter(config, std::move(clock)), std::move(timer));
-}
-
-bool QueueThrottle::admit(uint64_t bytes) {
-  if (timer_.armed()) return false;  // an earlier frame is waiting: keep the order
-  if (limiter_.try_consume(bytes)) return true;
-  // The timer cannot fail on a valid timerfd; if it did, retrying at the
-  // next notification is the fallback (no spinning either way).
-  (void)timer_.arm(limiter_.wait_time(bytes));
-  return false;
-}
-
-void QueueThrottle::acknowledge() {
-  // Before the timer fired (a notification came first) this reads nothing
-  // and the queue stays throttled until it fires.
-  (void)timer_.consume();
 }
 
 }  // namespace skiff::net

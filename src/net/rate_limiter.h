@@ -67,9 +67,6 @@ class TokenBucket {
   void consume(uint64_t tokens);
   // can_consume, then consume when it can.
   [[nodiscard]] bool try_consume(uint64_t tokens, std::chrono::nanoseconds now);
-  // Takes `tokens` whatever is left, leaving a debt if needed (for work
-  // whose size is known only once done, such as a received frame).
-  void charge(uint64_t tokens, std::chrono::nanoseconds now);
   // How long until try_consume(tokens) succeeds if nothing else consumes; 0 if now.
   [[nodiscard]] std::chrono::nanoseconds wait_time(uint64_t tokens, std::chrono::nanoseconds now);
 
@@ -100,9 +97,6 @@ class RateLimiter {
   [[nodiscard]] bool try_consume(uint64_t bytes, uint64_t ops = 1);
   // When try_consume(bytes, ops) will pass if nothing else consumes; 0 if now.
   [[nodiscard]] std::chrono::nanoseconds wait_time(uint64_t bytes, uint64_t ops = 1);
-  // Bytes spent after the fact (see TokenBucket::charge).
-  void charge_bytes(uint64_t bytes);
-
   [[nodiscard]] uint64_t refusals() const { return refusals_; }
 
  private:
@@ -129,36 +123,6 @@ class RateLimitTimer {
  private:
   Fd fd_;
   bool armed_ = false;
-};
-
-// The hook a virtio device holds per direction of a queue (e.g. tx and rx
-// of each pair of virtio-net): admit() before moving a frame. On a refusal
-// the timer is armed for the moment that frame will pass and the device
-// stops processing the queue (the buffers stay available); event_fd(),
-// watched as a virtio::BackendEvent for that queue, fires then, the
-// transport calls process_queue() again, and the device calls
-// acknowledge() and retries. While a refusal is pending, admit() refuses
-// without asking the buckets, so frames keep their order.
-class QueueThrottle {
- public:
-  [[nodiscard]] static Result<QueueThrottle> create(const RateLimiterConfig& config,
-                                                    MonotonicClock clock = steady_now);
-  // One frame of `bytes`: true to send it now. For a frame whose size is
-  // known only after it is read (rx), admit(0) before reading (the packet
-  // and a bucket not in debt) and charge(size) after.
-  [[nodiscard]] bool admit(uint64_t bytes);
-  void charge(uint64_t bytes) { limiter_.charge_bytes(bytes); }
-  [[nodiscard]] int event_fd() const { return timer_.fd(); }
-  // The timer fired (or the device is retrying): drains it.
-  void acknowledge();
-  [[nodiscard]] bool throttled() const { return timer_.armed(); }
-  [[nodiscard]] uint64_t refusals() const { return limiter_.refusals(); }
-
- private:
-  QueueThrottle(RateLimiter limiter, RateLimitTimer timer)
-      : limiter_(std::move(limiter)), timer_(std::move(timer)) {}
-  RateLimiter limiter_;
-  RateLimitTimer timer_;
 };
 
 }  // namespace skiff::net
