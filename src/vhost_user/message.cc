@@ -138,7 +138,7 @@ Result<bool> recv_exact(int sock, std::span<uint8_t> out, std::vector<Fd>& fds, 
       return fail("message carried more than {} file descriptors", kMaxFdsPerMessage);
     if (n == 0) {
       if (done == 0 && allow_eof) return false;
-      return fail("front end closed the connection in the middle of a message");
+      return fail("the peer closed the connection in the middle of a message");
     }
     done += static_cast<size_t>(n);
   }
@@ -165,6 +165,27 @@ Result<std::optional<Message>> read_message(int sock) {
   if (m.fds.size() > kMaxFdsPerMessage)
     return fail("message carried {} file descriptors, at most {}", m.fds.size(), kMaxFdsPerMessage);
   return std::optional<Message>(std::move(m));
+}
+
+Result<Message> read_reply(int sock, uint32_t request, uint32_t max_size) {
+  Message m;
+  auto* hdr = reinterpret_cast<uint8_t*>(&m.header);
+  bool got = SKIFF_TRY(recv_exact(sock, std::span(hdr, sizeof m.header), m.fds, true));
+  if (!got)
+    return fail("the back end closed the connection instead of answering {}",
+                request_name(request));
+  if ((m.header.flags & kVersionMask) != kVersion)
+    return fail("reply to {} has protocol version {}, want {}", request_name(request),
+                m.header.flags & kVersionMask, kVersion);
+  if (!(m.header.flags & kFlagReply) || m.header.request != request)
+    return fail("expected the reply to {}, got request {} (flags {:#x})", request_name(request),
+                m.header.request, m.header.flags);
+  if (m.header.size > max_size)
+    return fail("reply to {} has {} payload bytes, at most {}", request_name(request),
+                m.header.size, max_size);
+  m.payload.resize(m.header.size);
+  if (!m.payload.empty()) SKIFF_TRY(recv_exact(sock, m.payload, m.fds, false));
+  return m;
 }
 
 Result<> send_message(int sock, uint32_t request, uint32_t flags, std::span<const uint8_t> payload,

@@ -49,7 +49,13 @@ struct Message {
 // Sends a reply to `request` (version 1, reply bit set) with `payload`.
 [[nodiscard]] Result<> send_reply(int sock, uint32_t request, std::span<const uint8_t> payload);
 
-// Sends a front-end message (used by tests and by a future front end).
+// Reads the back end's reply to `request` (the front-end side, frontend.h):
+// version 1 with the reply flag, the same request number, at most
+// `max_size` payload bytes (checked before the payload is read). Any fds
+// that came with it are owned by the Message and closed with it.
+[[nodiscard]] Result<Message> read_reply(int sock, uint32_t request, uint32_t max_size);
+
+// Sends a front-end message (frontend.h, and tests of the back end).
 [[nodiscard]] Result<> send_message(int sock, uint32_t request, uint32_t flags,
                                     std::span<const uint8_t> payload, std::span<const int> fds);
 

@@ -48,11 +48,14 @@ struct Buf {
   bool writable;
 };
 
-class FakeDriver {
+// `Guest` is FakeGuest or anything with the same kRamBase/host/get/put
+// (a memfd-backed guest for vhost-user tests).
+template <typename Guest>
+class BasicFakeDriver {
  public:
   // Rings at `base` (default: the start of RAM); the data area after them.
   // Devices with several queues give each driver its own base.
-  FakeDriver(FakeGuest& g, uint16_t size, uint64_t base = FakeGuest::kRamBase)
+  BasicFakeDriver(Guest& g, uint16_t size, uint64_t base = Guest::kRamBase)
       : g_(g),
         size_(size),
         desc_(base),
@@ -122,21 +125,21 @@ class FakeDriver {
   void set_desc(uint16_t index, VirtqDesc d) { g_.put(desc_ + 16ull * index, d); }
   // Writes `head` into the next avail slot and bumps avail idx.
   void publish(uint16_t head) {
-    g_.put<uint16_t>(avail_ + 4 + 2ull * (avail_idx_ % size_), head);
+    g_.template put<uint16_t>(avail_ + 4 + 2ull * (avail_idx_ % size_), head);
     set_avail_idx(static_cast<uint16_t>(avail_idx_ + 1));
   }
   void set_avail_idx(uint16_t idx) {
     avail_idx_ = idx;
     std::atomic_thread_fence(std::memory_order_release);
-    g_.put<uint16_t>(avail_ + 2, idx);
+    g_.template put<uint16_t>(avail_ + 2, idx);
   }
   uint16_t avail_idx() const { return avail_idx_; }
-  void set_avail_flags(uint16_t flags) { g_.put<uint16_t>(avail_, flags); }
-  void set_used_event(uint16_t v) { g_.put<uint16_t>(avail_ + 4 + 2ull * size_, v); }
-  uint16_t avail_event() { return g_.get<uint16_t>(used_ + 4 + 8ull * size_); }
-  uint16_t used_idx() { return g_.get<uint16_t>(used_ + 2); }
+  void set_avail_flags(uint16_t flags) { g_.template put<uint16_t>(avail_, flags); }
+  void set_used_event(uint16_t v) { g_.template put<uint16_t>(avail_ + 4 + 2ull * size_, v); }
+  uint16_t avail_event() { return g_.template get<uint16_t>(used_ + 4 + 8ull * size_); }
+  uint16_t used_idx() { return g_.template get<uint16_t>(used_ + 2); }
   VirtqUsedElem used_elem(uint16_t ring_pos) {
-    return g_.get<VirtqUsedElem>(used_ + 4 + 8ull * (ring_pos % size_));
+    return g_.template get<VirtqUsedElem>(used_ + 4 + 8ull * (ring_pos % size_));
   }
 
   // Linux virtqueue_kick_prepare_split with EVENT_IDX: kick if the device's
@@ -158,17 +161,19 @@ class FakeDriver {
   void start_indices_at(uint16_t idx) {
     avail_idx_ = idx;
     kicked_at_ = idx;
-    g_.put<uint16_t>(avail_ + 2, idx);
-    g_.put<uint16_t>(used_ + 2, idx);
+    g_.template put<uint16_t>(avail_ + 2, idx);
+    g_.template put<uint16_t>(used_ + 2, idx);
   }
 
  private:
-  FakeGuest& g_;
+  Guest& g_;
   uint16_t size_;
   uint64_t desc_, avail_, used_, data_start_, data_;
   uint16_t next_free_ = 0;
   uint16_t avail_idx_ = 0;
   uint16_t kicked_at_ = 0;
 };
+
+using FakeDriver = BasicFakeDriver<FakeGuest>;
 
 }  // namespace skiff::virtio::testing
