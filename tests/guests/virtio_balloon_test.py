@@ -216,7 +216,9 @@ class SkiffVmm:
             for line in open(self.events):
                 e = json.loads(line)
                 if e["source"] == "vm" and e["event"] == "shutdown" and e.get("properties"):
-                    status = int(e["properties"].get("status", "-1")) * 2 + 1
+                    # skiff's shutdown event carries the exit status itself ((v << 1) | 1,
+                    # Outcome::debug_status), not the byte v the guest wrote.
+                    status = int(e["properties"].get("status", "-1"))
         self.log.seek(0)
         print("--- skiff log ---\n" + self.log.read())
         return status
