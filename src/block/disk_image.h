@@ -64,10 +64,14 @@ class DiskImage {
   // io_uring). Defaults: nothing is mapped; every request goes through the
   // synchronous calls above.
 
+  // Whether map_extent() can ever return a mapping (worth setting up an
+  // engine for this image).
+  [[nodiscard]] virtual bool maps_extents() const { return false; }
   // The host file holding [offset, offset + length) as one run that can be
   // read, or with `write` overwritten in place, without any metadata
   // change; nullopt when only read()/write() can serve it (unallocated or
-  // compressed qcow2 clusters, backing files, copy-on-write). Raw: always.
+  // compressed qcow2 clusters, backing files, copy-on-write). Raw: always;
+  // qcow2: allocated data clusters (for writes: ones with QCOW_OFLAG_COPIED).
   // The range must already be checked against size().
   [[nodiscard]] virtual std::optional<HostExtent> map_extent(uint64_t /*offset*/,
                                                              uint64_t /*length*/, bool /*write*/) {

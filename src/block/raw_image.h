@@ -31,6 +31,7 @@ class RawImage final : public DiskImage {
   [[nodiscard]] Result<> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
   [[nodiscard]] Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) override;
   // Virtual byte N is file byte N: everything can go straight to the file.
+  [[nodiscard]] bool maps_extents() const override { return true; }
   [[nodiscard]] std::optional<HostExtent> map_extent(uint64_t offset, uint64_t /*length*/,
                                                      bool write) override {
     if (write && file_.read_only()) return std::nullopt;

@@ -285,6 +285,25 @@ Result<size_t> Qcow2Image::read_run(uint64_t gc, uint64_t in_cluster, std::span<
   return fail("internal error: unclassified L2 entry {:#x}", entry);
 }
 
+std::optional<HostExtent> Qcow2Image::map_extent(uint64_t offset, uint64_t length, bool write) {
+  std::lock_guard g(mutex_);
+  if (length == 0 || !check_request(offset, length, write)) return std::nullopt;
+  const uint64_t gc = offset >> cluster_bits_;
+  const uint64_t inc = offset & (cluster_size_ - 1);
+  const uint64_t l1_index = gc >> (cluster_bits_ - 3);
+  if (l1_index >= l1_.size()) return std::nullopt;
+  if (write && !(l1_[l1_index] & kOflagCopied)) return std::nullopt;
+  auto entry = get_l2_entry(gc);
+  if (!entry || classify_l2(*entry) != ClusterType::kNormal) return std::nullopt;
+  if (write && !(*entry & kOflagCopied)) return std::nullopt;
+  auto host = data_host_offset(gc, *entry);
+  if (!host) return std::nullopt;
+  auto run = contiguous_bytes(gc, *host, inc, length, write);
+  if (!run || *run < length) return std::nullopt;
+  if (!check_host_range(*host + inc, length, "L2 entry's data cluster")) return std::nullopt;
+  return HostExtent{file_.fd(), *host + inc};
+}
+
 Result<> Qcow2Image::read(uint64_t offset, std::span<uint8_t> out) {
   std::lock_guard g(mutex_);
   SKIFF_TRY_VOID(check_request(offset, out.size(), false));

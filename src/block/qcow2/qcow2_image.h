@@ -55,6 +55,18 @@ class Qcow2Image final : public DiskImage {
   [[nodiscard]] Result<> discard(uint64_t offset, uint64_t length) override;
   [[nodiscard]] Result<> write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) override;
   [[nodiscard]] Result<ExtentStatus> block_status(uint64_t offset, uint64_t length) override;
+  // For I/O engines (virtio-blk's io_uring path): a range inside one run of
+  // contiguous allocated data clusters of this image maps to the file; for
+  // writes only clusters that are ours alone (QCOW_OFLAG_COPIED in L1 and
+  // L2), exactly the in-place fast path of write(). Everything else
+  // (unallocated, zero, compressed, backing, copy-on-write) is nullopt and
+  // goes through read()/write(). The engine's transfer is not under the
+  // image's lock: a guest that discards a range while reading or writing it
+  // may see or clobber whatever the freed cluster is reused for (its own
+  // data; the virtio-blk spec leaves concurrent requests unordered).
+  [[nodiscard]] bool maps_extents() const override { return true; }
+  [[nodiscard]] std::optional<HostExtent> map_extent(uint64_t offset, uint64_t length,
+                                                     bool write) override;
 
   // --- metadata access for skiff-img (info, map, check, snapshot, convert) ---
   [[nodiscard]] std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }

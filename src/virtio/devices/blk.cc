@@ -138,8 +138,8 @@ VirtioBlock::~VirtioBlock() {
 
 void VirtioBlock::setup_rings() {
   if (!options_.use_io_uring) return;
-  // Only images that map something (raw) benefit; qcow2 stays synchronous.
-  if (!disk_->map_extent(0, kSectorSize, false) && disk_->linear_fd() < 0) return;
+  // Only images that map something (raw, qcow2) benefit.
+  if (!disk_->maps_extents() && disk_->linear_fd() < 0) return;
   for (uint16_t i = 0; i < queues_.size(); ++i) {
     auto ring = UringQueue::create(options_.queue_size, fmt::format("blk queue {}", i));
     if (!ring) {

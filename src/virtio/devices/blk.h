@@ -22,16 +22,18 @@
 //     requests (status byte, used ring, one interrupt), then starts new ones
 //     and submits them with one io_uring_enter.
 //   - Async: IN/OUT whose range the image maps to one host-file run
-//     (DiskImage::map_extent: always for raw; qcow2 maps nothing yet, so all
-//     qcow2 I/O is synchronous on the queue's thread, other queues unaffected
-//     except for the image's own lock), as readv/writev straight on the guest
-//     buffers; and for raw images FLUSH (fdatasync, IOSQE_IO_DRAIN: after the
+//     (DiskImage::map_extent: always for raw; for qcow2 a run of allocated
+//     data clusters, for writes only ones it owns alone, i.e. no metadata
+//     change), as read(v)/write(v) straight on the guest buffers; and for raw
+//     images FLUSH (fdatasync, IOSQE_IO_DRAIN: after the
 //     writes submitted before it on that queue), DISCARD (punch hole) and
 //     WRITE_ZEROES (zero range). The chain's head index names the in-flight
 //     slot; a head made available again while in flight is a driver error
 //     (NEEDS_RESET).
 //   - Synchronous (DiskImageExecutor, on the queue's thread): GET_ID, early
-//     statuses, everything of images without a mapping (qcow2), O_DIRECT
+//     statuses, qcow2 requests that touch metadata (allocation, copy-on-write,
+//     backing files, zero/compressed clusters) and qcow2 FLUSH/DISCARD/
+//     WRITE_ZEROES (other queues wait only for the image's lock), O_DIRECT
 //     requests whose offset or length is not a multiple of the block size
 //     (read-modify-write in HostFile), and everything when io_uring cannot be
 //     set up (logged once). A synchronous FLUSH first waits for the queue's
