@@ -1,0 +1,284 @@
+// Tap against the kernel's tun driver, inside a private network namespace
+// that this test process creates (unshare(CLONE_NEWNET): CTest runs every
+// test as its own process, so each gets a fresh namespace that disappears
+// with it; nothing touches the host's interfaces). Needs root and
+// /dev/net/tun, skipped with the reason otherwise.
+#include "net/tap.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/ethtool.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace skiff::net {
+namespace {
+
+constexpr uint16_t kTestEthertype = 0x88b5;  // IEEE 802 local experimental
+
+class TapTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) {
+      skip_ = "needs root (CAP_NET_ADMIN) for a network namespace and taps";
+    } else if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+      skip_ = "no usable /dev/net/tun (modprobe tun)";
+    } else if (::unshare(CLONE_NEWNET) != 0) {
+      skip_ = std::string("unshare(CLONE_NEWNET) failed: ") + std::strerror(errno);
+    }
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << "skipped: " << skip_;
+  }
+
+  // Opens one queue of `name` by hand, as a management stack would.
+  static Fd raw_queue(const std::string& name, short flags) {
+    Fd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    ifr.ifr_flags = flags;
+    if (!fd || ::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return Fd();
+    return fd;
+  }
+  static short iff_flags(int fd) {
+    ifreq ifr{};
+    if (::ioctl(fd, TUNGETIFF, &ifr) != 0) return -1;
+    return ifr.ifr_flags;
+  }
+  // SIOCETHTOOL on the interface: tx checksumming / TSO as the tap's
+  // TUNSETOFFLOAD left them (tun maps TUN_F_CSUM / TUN_F_TSO4 to them).
+  static int ethtool_get(const std::string& name, uint32_t cmd) {
+    Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ethtool_value ev{};
+    ev.cmd = cmd;
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    ifr.ifr_data = reinterpret_cast<char*>(&ev);
+    if (::ioctl(s.get(), SIOCETHTOOL, &ifr) != 0) return -1;
+    return static_cast<int>(ev.data);
+  }
+  static bool set_up(const std::string& name) {
+    Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return false;
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
+  }
+  static std::vector<uint8_t> test_frame(size_t len, uint8_t seed) {
+    std::vector<uint8_t> f(len);
+    const uint8_t head[14] = {0xff,
+                              0xff,
+                              0xff,
+                              0xff,
+                              0xff,
+                              0xff,
+                              0x02,
+                              0,
+                              0,
+                              0,
+                              0,
+                              1,
+                              kTestEthertype >> 8,
+                              kTestEthertype & 0xff};
+    std::memcpy(f.data(), head, sizeof head);
+    for (size_t i = sizeof head; i < len; ++i) f[i] = static_cast<uint8_t>(seed + i);
+    return f;
+  }
+
+  static inline std::string skip_;
+};
+
+TEST_F(TapTest, OpensMultiQueueTapWithVnetHeader) {
+  auto tap = Tap::open("sk0", 3);
+  ASSERT_TRUE(tap) << tap.error().what();
+  EXPECT_EQ((*tap)->name(), "sk0");
+  ASSERT_EQ((*tap)->num_queue_pairs(), 3);
+  for (uint16_t i = 0; i < 3; ++i) {
+    int fd = (*tap)->fd(i);
+    EXPECT_EQ((*tap)->rx_event_fd(i), fd);
+    short f = iff_flags(fd);
+    EXPECT_EQ(f & (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE),
+              IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE)
+        << "queue " << i;
+    int hdr = 0;
+    ASSERT_EQ(::ioctl(fd, TUNGETVNETHDRSZ, &hdr), 0);
+    EXPECT_EQ(hdr, static_cast<int>(kVnetHeaderBytes));
+    EXPECT_TRUE(::fcntl(fd, F_GETFL) & O_NONBLOCK);
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  }
+  // Nothing to read: receive says 0 instead of blocking.
+  uint8_t buf[2048];
+  iovec iov{buf, sizeof buf};
+  auto got = (*tap)->receive(0, std::span(&iov, 1));
+  ASSERT_TRUE(got) << got.error().what();
+  EXPECT_EQ(*got, 0u);
+}
+
+TEST_F(TapTest, ProbesOffloadsAndSetsThemOnTheInterface) {
+  auto tap = Tap::open("sk1", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  unsigned have = (*tap)->supported_offloads();
+  // Every kernel skiff supports takes checksum and TCP segmentation offload.
+  EXPECT_EQ(have & (kOffloadCsum | kOffloadTso4 | kOffloadTso6 | kOffloadTsoEcn),
+            kOffloadCsum | kOffloadTso4 | kOffloadTso6 | kOffloadTsoEcn);
+  // open() leaves them all off until the driver negotiates them.
+  EXPECT_EQ(ethtool_get("sk1", ETHTOOL_GTXCSUM), 0);
+  EXPECT_EQ(ethtool_get("sk1", ETHTOOL_GTSO), 0);
+  ASSERT_TRUE((*tap)->set_offloads(kOffloadCsum | kOffloadTso4));
+  EXPECT_EQ(ethtool_get("sk1", ETHTOOL_GTXCSUM), 1);
+  EXPECT_EQ(ethtool_get("sk1", ETHTOOL_GTSO), 1);
+  ASSERT_TRUE((*tap)->set_offloads(0));
+  EXPECT_EQ(ethtool_get("sk1", ETHTOOL_GTXCSUM), 0);
+  auto bad = (*tap)->set_offloads(0x80);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().what().find("not supported"), std::string::npos) << bad.error().what();
+}
+
+TEST_F(TapTest, DetachesAndReattachesAQueue) {
+  auto tap = Tap::open("sk2", 2);
+  ASSERT_TRUE(tap) << tap.error().what();
+  int q1 = (*tap)->fd(1);
+  // TUNGETIFF reports IFF_DETACH_QUEUE for a detached queue.
+  auto detached = [](int fd) {
+    short f = iff_flags(fd);
+    return f >= 0 && (f & IFF_DETACH_QUEUE) != 0;
+  };
+  ASSERT_GE(iff_flags(q1), 0);
+  EXPECT_FALSE(detached(q1));
+  ASSERT_TRUE((*tap)->set_queue_pair_enabled(1, false));
+  EXPECT_TRUE(detached(q1));
+  EXPECT_FALSE(detached((*tap)->fd(0)));
+  ASSERT_TRUE((*tap)->set_queue_pair_enabled(1, false)) << "detaching twice is not an error";
+  ASSERT_TRUE((*tap)->set_queue_pair_enabled(1, true));
+  EXPECT_FALSE(detached(q1));
+  ASSERT_TRUE((*tap)->set_queue_pair_enabled(1, true)) << "attaching twice is not an error";
+  EXPECT_FALSE((*tap)->set_queue_pair_enabled(2, true));
+}
+
+TEST_F(TapTest, RefusesMoreQueuesThanASingleQueueTapHas) {
+  {
+    Fd fd = raw_queue("sk3", IFF_TAP | IFF_NO_PI);
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::ioctl(fd.get(), TUNSETPERSIST, 1), 0);
+  }
+  auto one = Tap::open("sk3", 1);
+  ASSERT_TRUE(one) << one.error().what();
+  EXPECT_TRUE((*one)->set_queue_pair_enabled(0, false)) << "one queue: always attached";
+  one->reset();
+  auto two = Tap::open("sk3", 2);
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().what().find("multi_queue"), std::string::npos) << two.error().what();
+  auto bad = Tap::open("a-name-longer-than-15", 1);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().what().find("a-name-longer-than-15"), std::string::npos);
+}
+
+TEST_F(TapTest, AdoptsOpenTapFdsAndRefusesOthers) {
+  const short mq = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+  std::vector<Fd> fds;
+  fds.push_back(raw_queue("sk4", mq));
+  fds.push_back(raw_queue("sk4", mq));
+  ASSERT_TRUE(fds[0] && fds[1]);
+  int raw0 = fds[0].get();
+  auto tap = Tap::adopt(std::move(fds));
+  ASSERT_TRUE(tap) << tap.error().what();
+  EXPECT_EQ((*tap)->name(), "sk4");
+  EXPECT_EQ((*tap)->num_queue_pairs(), 2);
+  EXPECT_EQ((*tap)->fd(0), raw0);
+  int hdr = 0;
+  ASSERT_EQ(::ioctl(raw0, TUNGETVNETHDRSZ, &hdr), 0);
+  EXPECT_EQ(hdr, static_cast<int>(kVnetHeaderBytes));
+  EXPECT_TRUE(::fcntl(raw0, F_GETFL) & O_NONBLOCK);
+
+  auto refused = [](std::vector<Fd> v) {
+    auto r = Tap::adopt(std::move(v));
+    return r ? std::string("accepted") : r.error().what();
+  };
+  std::vector<Fd> not_tap;
+  not_tap.emplace_back(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  EXPECT_NE(refused(std::move(not_tap)).find("is not an attached tap"), std::string::npos);
+  std::vector<Fd> tun;
+  tun.push_back(raw_queue("sk5", IFF_TUN | IFF_NO_PI | IFF_VNET_HDR));
+  EXPECT_NE(refused(std::move(tun)).find("tun (layer 3)"), std::string::npos);
+  std::vector<Fd> no_hdr;
+  no_hdr.push_back(raw_queue("sk6", IFF_TAP | IFF_NO_PI));
+  EXPECT_NE(refused(std::move(no_hdr)).find("IFF_VNET_HDR"), std::string::npos);
+  std::vector<Fd> mixed;
+  mixed.push_back(raw_queue("sk7", mq));
+  mixed.push_back(raw_queue("sk8", mq));
+  EXPECT_NE(refused(std::move(mixed)).find("different interfaces"), std::string::npos);
+  std::vector<Fd> none;
+  EXPECT_NE(refused(std::move(none)).find("no tap fds"), std::string::npos);
+}
+
+TEST_F(TapTest, FramesCrossBetweenTheTapAndThePacketSocket) {
+  auto tap = Tap::open("sk9", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  ASSERT_TRUE(set_up("sk9"));
+  Fd ps(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(kTestEthertype)));
+  ASSERT_TRUE(ps) << std::strerror(errno);
+  sockaddr_ll addr{};
+  addr.sll_family = AF_PACKET;
+  addr.sll_protocol = htons(kTestEthertype);
+  addr.sll_ifindex = static_cast<int>(::if_nametoindex("sk9"));
+  ASSERT_GT(addr.sll_ifindex, 0);
+  ASSERT_EQ(::bind(ps.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+
+  // Guest -> host: the tap takes header + frame; the host sees the frame.
+  auto out = test_frame(1000, 3);
+  uint8_t hdr[kVnetHeaderBytes] = {};
+  iovec tx[2] = {{hdr, sizeof hdr}, {out.data(), out.size()}};
+  auto sent = (*tap)->send(0, tx);
+  ASSERT_TRUE(sent) << sent.error().what();
+  EXPECT_TRUE(*sent);
+  pollfd p{ps.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1) << "the frame never reached the host side";
+  std::vector<uint8_t> got(2048);
+  ssize_t n = ::recv(ps.get(), got.data(), got.size(), 0);
+  ASSERT_EQ(n, static_cast<ssize_t>(out.size()));
+  got.resize(static_cast<size_t>(n));
+  EXPECT_EQ(got, out);
+
+  // Host -> guest: the tap delivers header (no offloads asked: zero) + frame.
+  auto in = test_frame(600, 9);
+  ASSERT_EQ(
+      ::sendto(ps.get(), in.data(), in.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+      static_cast<ssize_t>(in.size()));
+  // The kernel may also send its own frames (IPv6 router solicitations):
+  // read until ours arrives.
+  pollfd t{(*tap)->fd(0), POLLIN, 0};
+  bool found = false;
+  for (int tries = 0; tries < 20 && !found; ++tries) {
+    if (::poll(&t, 1, 2000) != 1) break;
+    std::vector<uint8_t> buf(kVnetHeaderBytes + 2048);
+    iovec rx{buf.data(), buf.size()};
+    auto r = (*tap)->receive(0, std::span(&rx, 1));
+    ASSERT_TRUE(r) << r.error().what();
+    if (*r < kVnetHeaderBytes + 14 || buf[kVnetHeaderBytes + 12] != (kTestEthertype >> 8) ||
+        buf[kVnetHeaderBytes + 13] != (kTestEthertype & 0xff))
+      continue;
+    found = true;
+    ASSERT_EQ(*r, kVnetHeaderBytes + in.size());
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + kVnetHeaderBytes),
+              std::vector<uint8_t>(kVnetHeaderBytes, 0));
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin() + kVnetHeaderBytes, buf.begin() + *r), in);
+  }
+  EXPECT_TRUE(found) << "the frame never came out of the tap";
+}
+
+}  // namespace
+}  // namespace skiff::net
