@@ -249,7 +249,8 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   app.add_option("--disk", o.disks,
                  "virtio-blk disk on PCI (repeatable): path=PATH (raw or qcow2), readonly=on, "
                  "num_queues=N (default: one per vCPU), queue_size=N (power of 2, default 256), "
-                 "direct=on, serial=S, id=ID")
+                 "direct=on (O_DIRECT, bypassing the host page cache; raw images only), serial=S, "
+                 "id=ID")
       ->type_name("path=PATH[,...]");
   app.add_option("--net", o.nets,
                  "virtio-net on PCI (repeatable): tap=NAME (an existing tap, or created) or "
