@@ -63,8 +63,8 @@ void VcpuRunner::install_kick_handler() {
 void VcpuRunner::start() {
   running_ = true;
   thread_ = std::thread([this] {
-    std::string name = fmt::format("vcpu{}", placement_.index);
-    pthread_setname_np(pthread_self(), name.c_str());
+    // Pinned before it takes its name: whoever sees a `vcpuN` thread (the
+    // placement tests read /proc/PID/task/*/comm) sees it on its host CPUs.
     if (!placement_.host_cpus.empty()) {
       if (auto r = pin_thread(pthread_self(), placement_.host_cpus); !r) {
         ctx_.stop(Outcome{StopReason::kHostError, 0,
@@ -73,6 +73,8 @@ void VcpuRunner::start() {
         return;
       }
     }
+    std::string name = fmt::format("vcpu{}", placement_.index);
+    pthread_setname_np(pthread_self(), name.c_str());
     loop();
     running_ = false;
   });
