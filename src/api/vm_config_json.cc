@@ -435,6 +435,59 @@ Result<net::TokenBucketConfig> parse_token_bucket(const json& j, const std::stri
   return b;
 }
 
+// DiskConfig (one entry of "disks"): an image path, or vhost_user with
+// vhost_socket (an external vhost-user-blk back end serves the disk; it
+// owns path/readonly/direct/serial then, as with --disk vhost_user=on).
+Result<DiskConfig> parse_disk(const json& j, const std::string& path) {
+  SKIFF_TRY_VOID(check_fields(j, path,
+                              {{"path", Rule::kString, ""},
+                               {"readonly", Rule::kBool, ""},
+                               {"direct", Rule::kBool, ""},
+                               {"num_queues", Rule::kHandled, ""},
+                               {"queue_size", Rule::kHandled, ""},
+                               {"vhost_user", Rule::kBool, ""},
+                               {"vhost_socket", Rule::kString, ""},
+                               {"id", Rule::kString, ""},
+                               {"serial", Rule::kString, ""},
+                               {"iommu", Rule::kFalse, "an IOMMU"},
+                               {"rate_limiter_config", Rule::kAbsent, "disk rate limiting"},
+                               {"rate_limit_group", Rule::kAbsent, "disk rate limit groups"},
+                               {"pci_segment", Rule::kZero, "PCI segments"},
+                               {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"},
+                               {"queue_affinity", Rule::kEmpty, "queue affinity"},
+                               {"backing_files", Rule::kFalse, "qcow2 backing files"},
+                               {"sparse", Rule::kTrue, "non-sparse disks"},
+                               {"image_type", Rule::kAbsent, "choosing the image type"},
+                               {"lock_granularity", Rule::kAbsent, "lock granularity"}}));
+  auto flag = [&](const char* key) { return has(j, key) && j.at(key).get<bool>(); };
+  DiskConfig d;
+  d.path = SKIFF_TRY(get_string(j, path, "path"));
+  d.read_only = flag("readonly");
+  d.direct = flag("direct");
+  d.vhost_user = flag("vhost_user");
+  d.vhost_socket = SKIFF_TRY(get_string(j, path, "vhost_socket"));
+  d.id = SKIFF_TRY(get_string(j, path, "id"));
+  d.serial = SKIFF_TRY(get_string(j, path, "serial"));
+  if (d.vhost_user) {
+    if (d.vhost_socket.empty())
+      return fail("{}.vhost_socket: required with vhost_user (the back end's socket)", path);
+    if (!d.path.empty() || d.read_only || d.direct || !d.serial.empty())
+      return fail("{}: path, readonly, direct and serial belong to the vhost-user back end", path);
+  } else {
+    if (!d.vhost_socket.empty()) return fail("{}.vhost_socket: needs vhost_user true", path);
+    if (d.path.empty()) return fail("{}.path: required (or vhost_user with vhost_socket)", path);
+  }
+  if (d.serial.size() > 20) return fail("{}.serial: '{}' is longer than 20 bytes", path, d.serial);
+  if (has(j, "num_queues"))
+    d.num_queues = static_cast<uint16_t>(SKIFF_TRY(get_uint(j, path, "num_queues", 1, 64)));
+  if (has(j, "queue_size")) {
+    d.queue_size = static_cast<uint16_t>(SKIFF_TRY(get_uint(j, path, "queue_size", 2, 32768)));
+    if ((d.queue_size & (d.queue_size - 1)) != 0)
+      return fail("{}.queue_size: {} is not a power of 2", path, d.queue_size);
+  }
+  return d;
+}
+
 // NetConfig (one entry of "net"): a tap by name; the options --net has.
 Result<NetConfig> parse_net(const json& j, const std::string& path) {
   SKIFF_TRY_VOID(check_fields(j, path,
@@ -514,7 +567,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
                                {"serial", Rule::kHandled, ""},
                                {"console", Rule::kHandled, ""},
                                {"rate_limit_groups", Rule::kEmpty, "rate limit groups"},
-                               {"disks", Rule::kEmpty, "virtio-blk (disks)"},
+                               {"disks", Rule::kHandled, ""},
                                {"net", Rule::kHandled, ""},
                                {"rng", Rule::kAbsent, "virtio-rng (rng)"},
                                {"balloon", Rule::kHandled, ""},
@@ -549,6 +602,12 @@ Result<VmConfig> parse_vm_config(const json& j) {
   }
   if (has(j, "memory")) SKIFF_TRY_VOID(parse_memory(j.at("memory"), c));
   if (has(j, "serial")) c.serial = SKIFF_TRY(parse_char_mode(j.at("serial"), "serial", false));
+  if (has(j, "disks")) {
+    const json& disks = j.at("disks");
+    if (!disks.is_array()) return fail("disks: expected an array, got {}", type_name(disks));
+    for (size_t i = 0; i < disks.size(); ++i)
+      c.disks.push_back(SKIFF_TRY(parse_disk(disks[i], fmt::format("disks[{}]", i))));
+  }
   if (has(j, "net")) {
     const json& nets = j.at("net");
     if (!nets.is_array()) return fail("net: expected an array, got {}", type_name(nets));
@@ -645,6 +704,21 @@ json vm_config_to_json(const VmConfig& c) {
     for (const NumaDistance& d : n.distances)
       node["distances"].push_back({{"destination", d.destination}, {"distance", d.distance}});
     out["numa"].push_back(node);
+  }
+  for (const DiskConfig& d : c.disks) {
+    json disk{{"queue_size", d.queue_size}};
+    if (d.vhost_user) {
+      disk["vhost_user"] = true;
+      disk["vhost_socket"] = d.vhost_socket;
+    } else {
+      disk["path"] = d.path;
+      disk["readonly"] = d.read_only;
+      disk["direct"] = d.direct;
+    }
+    if (d.num_queues != 0) disk["num_queues"] = d.num_queues;
+    if (!d.serial.empty()) disk["serial"] = d.serial;
+    if (!d.id.empty()) disk["id"] = d.id;
+    out["disks"].push_back(disk);
   }
   // Nets from fd=[..] have no tap name and cannot be stated in JSON.
   for (const NetConfig& n : c.nets) {

@@ -1,7 +1,9 @@
 #include "cli/skiff_options.h"
 
 #include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include "base/version.h"
 #include "cli/cpu_options.h"
@@ -85,13 +87,32 @@ Result<BalloonConfig> parse_balloon(const std::string& value, uint64_t memory_si
 }
 
 // --disk path=P[,readonly=on][,num_queues=N][,queue_size=N][,direct=on][,serial=S][,id=ID]
+// --disk vhost_user=on,socket=PATH[,num_queues=N][,queue_size=N][,id=ID]
 Result<DiskConfig> parse_disk(const std::string& value) {
-  auto kv = SKIFF_TRY(
-      parse_kv("--disk", value,
-               {"path", "readonly", "num_queues", "queue_size", "direct", "serial", "id"}, "path"));
+  auto kv = SKIFF_TRY(parse_kv("--disk", value,
+                               {"path", "readonly", "num_queues", "queue_size", "direct", "serial",
+                                "id", "vhost_user", "socket"},
+                               "path"));
   DiskConfig d;
+  if (auto it = kv.find("vhost_user"); it != kv.end())
+    d.vhost_user = SKIFF_TRY(parse_switch("--disk vhost_user", it->second));
+  if (d.vhost_user) {
+    // The back end owns the image and its options (Cloud Hypervisor's rule).
+    for (const char* key : {"path", "readonly", "direct", "serial"})
+      if (kv.contains(key))
+        return fail(
+            "--disk: {}= does not go with vhost_user=on; the vhost-user back end opens "
+            "the image (give it {}= there)",
+            key, key);
+    d.vhost_socket = kv["socket"];
+    if (d.vhost_socket.empty())
+      return fail("--disk: vhost_user=on needs socket=PATH (the back end's vhost-user socket)");
+  } else if (kv.contains("socket")) {
+    return fail("--disk: socket={} needs vhost_user=on", kv["socket"]);
+  }
   d.path = kv["path"];
-  if (d.path.empty()) return fail("--disk: path=PATH is required");
+  if (d.path.empty() && !d.vhost_user)
+    return fail("--disk: path=PATH is required (or vhost_user=on,socket=PATH)");
   if (auto it = kv.find("readonly"); it != kv.end())
     d.read_only = SKIFF_TRY(parse_switch("--disk readonly", it->second));
   if (auto it = kv.find("direct"); it != kv.end())
@@ -155,6 +176,19 @@ Result<SkiffArgs> to_args(const RawOptions& o) {
     if (!o.serial_given) a.vm.serial = "off";
   }
   for (const auto& d : o.disks) a.vm.disks.push_back(SKIFF_TRY(parse_disk(d)));
+  // A vhost-user back end maps guest RAM from its fd: private memory has none.
+  auto ram_shared = [&] {
+    auto shared = [](const RamOptions& r) { return r.shared || r.hugepages; };
+    if (a.vm.memory.zones.empty()) return shared(a.vm.memory.backing);
+    return std::all_of(a.vm.memory.zones.begin(), a.vm.memory.zones.end(),
+                       [&](const MemoryZoneConfig& z) { return shared(z.backing); });
+  };
+  for (const auto& d : a.vm.disks)
+    if (d.vhost_user && !ram_shared())
+      return fail(
+          "--disk vhost_user=on,socket={} needs guest RAM the back end can map: add --memory "
+          "shared=on (or hugepages=on; with --memory-zone, shared=on on every zone)",
+          d.vhost_socket);
   for (const auto& n : o.nets) a.vm.nets.push_back(SKIFF_TRY(parse_net(n)));
   if (o.rng_given) {
     RngConfig rng;
@@ -250,7 +284,9 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "virtio-blk disk on PCI (repeatable): path=PATH (raw or qcow2), readonly=on, "
                  "num_queues=N (default: one per vCPU), queue_size=N (power of 2, default 256), "
                  "direct=on (O_DIRECT, bypassing the host page cache; raw images only), serial=S, "
-                 "id=ID")
+                 "id=ID; or vhost_user=on,socket=PATH to have an external vhost-user-blk back "
+                 "end (qemu-storage-daemon, skiff-vhost blk) serve the disk (needs --memory "
+                 "shared=on; num_queues defaults to min(vCPUs, what the back end serves))")
       ->type_name("path=PATH[,...]");
   app.add_option("--net", o.nets,
                  "virtio-net on PCI (repeatable): tap=NAME (an existing tap, or created) or "

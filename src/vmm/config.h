@@ -24,6 +24,11 @@ struct DiskConfig {
   bool direct = false;  // O_DIRECT (raw images; block/host_file.h)
   std::string serial;   // VIRTIO_BLK_T_GET_ID, up to 20 bytes
   std::string id;
+  // vhost_user=on: an external vhost-user-blk back end listening on
+  // vhost_socket serves the disk (path, readonly, direct and serial are then
+  // the back end's business); needs shared guest memory.
+  bool vhost_user = false;
+  std::string vhost_socket;
 };
 
 // The virtio entropy device on PCI (--rng).

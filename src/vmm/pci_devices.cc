@@ -17,6 +17,7 @@
 #include "chardev/char_backend.h"
 #include "chardev/input_pump.h"
 #include "devices/pci/pci_root.h"
+#include "vhost_user/frontend_blk.h"
 #include "virtio/devices/balloon.h"
 #include "virtio/devices/blk.h"
 #include "virtio/devices/net.h"
@@ -190,6 +191,25 @@ pci::BarWindow pci_mmio64_window(uint64_t memory_size) {
   return {start, start + kSize};
 }
 
+// A disk served by an external vhost-user-blk back end (vhost_user/frontend_blk.h).
+// The back end maps guest RAM from its fds, so every region must have one.
+static Result<std::unique_ptr<virtio::VirtioDevice>> make_vhost_user_disk(const DiskConfig& d,
+                                                                          uint32_t boot_cpus,
+                                                                          const GuestMemory& mem) {
+  for (const MemoryRegion& r : mem.regions())
+    if (r.fd < 0)
+      return fail(
+          "guest RAM at {:#x} is private memory the vhost-user back end cannot map: add --memory "
+          "shared=on (or hugepages=on)",
+          r.gpa);
+  vhost_user::VhostUserBlkOptions o;
+  o.socket = d.vhost_socket;
+  o.num_queues = d.num_queues;
+  o.default_queues = static_cast<uint16_t>(std::min<uint32_t>(boot_cpus, 64));
+  o.queue_size = d.queue_size;
+  return SKIFF_TRY(vhost_user::VhostUserBlock::create(o));
+}
+
 // --- PciDevices
 
 Result<std::unique_ptr<PciDevices>> PciDevices::create(
@@ -221,6 +241,15 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
 
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskConfig& d = config.disks[i];
+    if (d.vhost_user) {
+      std::string what = fmt::format("--disk vhost_user=on,socket={}", d.vhost_socket);
+      auto blk = make_vhost_user_disk(d, config.boot_cpus, mem);
+      if (!blk) return context(blk.error(), what);
+      auto dev = make(std::move(*blk));
+      if (!dev) return context(dev.error(), what);
+      SKIFF_TRY_VOID(p->add(std::move(*dev), fmt::format("blk{}", i)));
+      continue;
+    }
     std::string what = fmt::format("--disk path={}", d.path);
     auto image =
         open_image(d.path, OpenImageOptions{.read_only = d.read_only, .direct = d.direct});

@@ -221,9 +221,9 @@ TEST(VmConfigJson, DevicesSkiffLacksAreRefusedNotIgnored) {
   auto err = [](const char* extra) {
     return error_of(std::string(R"({"payload":{"kernel":"/k"},)") + extra + "}");
   };
-  EXPECT_NE(
-      err(R"("disks":[{"path":"/d"}])").find("disks: virtio-blk (disks) is not supported yet"),
-      std::string::npos);
+  EXPECT_NE(err(R"("disks":[{"path":"/d","iommu":true}])")
+                .find("disks[0].iommu: an IOMMU is not supported yet"),
+            std::string::npos);
   EXPECT_NE(err(R"("net":[{"tap":"t","vhost_user":true}])")
                 .find("net[0].vhost_user: vhost-user net front ends is not supported yet"),
             std::string::npos);

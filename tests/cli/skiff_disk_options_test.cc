@@ -45,6 +45,47 @@ TEST(SkiffDiskOptions, BadDiskValuesAreUsageErrorsNamingTheValue) {
   }
 }
 
+TEST(SkiffDiskOptions, VhostUserDiskTakesASocketAndSharedMemory) {
+  auto r = parse({"--memory", "size=1G,shared=on", "--disk",
+                  "vhost_user=on,socket=/run/blk.sock,num_queues=2,queue_size=128,id=v0"});
+  auto* a = std::get_if<SkiffArgs>(&r);
+  ASSERT_NE(a, nullptr) << std::get<EarlyExit>(r).text;
+  ASSERT_EQ(a->vm.disks.size(), 1u);
+  const DiskConfig& d = a->vm.disks[0];
+  EXPECT_TRUE(d.vhost_user);
+  EXPECT_EQ(d.vhost_socket, "/run/blk.sock");
+  EXPECT_EQ(d.path, "");
+  EXPECT_EQ(d.num_queues, 2);
+  EXPECT_EQ(d.queue_size, 128);
+  EXPECT_EQ(d.id, "v0");
+}
+
+TEST(SkiffDiskOptions, VhostUserDiskErrorsNameTheProblem) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* want;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--disk", "vhost_user=on,socket=/s"}, "--memory shared=on"},
+           {{"--memory", "shared=on", "--disk", "vhost_user=on"}, "needs socket=PATH"},
+           {{"--memory", "shared=on", "--disk", "vhost_user=on,socket=/s,path=/a.img"},
+            "path= does not go with vhost_user=on"},
+           {{"--memory", "shared=on", "--disk", "vhost_user=on,socket=/s,readonly=on"},
+            "readonly= does not go with vhost_user=on"},
+           {{"--disk", "path=/a.img,socket=/s"}, "socket=/s needs vhost_user=on"},
+           {{"--disk", "vhost_user=maybe,socket=/s"}, "maybe"},
+       }) {
+    auto r = parse(c.args);
+    auto* e = std::get_if<EarlyExit>(&r);
+    ASSERT_NE(e, nullptr) << c.want;
+    EXPECT_EQ(e->status, 2) << c.want;
+    EXPECT_NE(e->text.find(c.want), std::string::npos) << e->text;
+  }
+  // Huge pages are shared memory too.
+  auto r = parse({"--memory", "hugepages=on", "--disk", "vhost_user=on,socket=/s"});
+  EXPECT_NE(std::get_if<SkiffArgs>(&r), nullptr) << std::get<EarlyExit>(r).text;
+}
+
 TEST(SkiffDiskOptions, RngWithAndWithoutSource) {
   auto r = parse({"--rng"});
   auto* a = std::get_if<SkiffArgs>(&r);
