@@ -176,6 +176,7 @@ Result<VhostUserBackend::Reply> VhostUserBackend::dispatch(Message& msg, uint64_
       if (s.num > 1) return fail("ring {} enable value {} is not 0 or 1", s.index, s.num);
       r->enable_set = true;
       r->enabled.store(s.num == 1, std::memory_order_release);
+      device_.set_queue_enabled(static_cast<uint16_t>(s.index), s.num == 1);
       if (s.num == 1 && r->worker) r->worker->wake();
       return Reply();
     }
@@ -326,6 +327,7 @@ Result<> VhostUserBackend::start_ring(uint16_t index) {
   // Without protocol features a ring starts enabled ("Ring states").
   if (!(acked_features_ & virtio::feature_bit(kFeatureProtocolFeatures)) && !r.enable_set)
     r.enabled.store(true, std::memory_order_release);
+  device_.set_queue_enabled(index, r.enabled.load(std::memory_order_acquire));
   std::string name = fmt::format("{}-q{}", device_.name(), index);
   std::vector<int> backend_fds;
   for (const virtio::BackendEvent& e : device_.backend_events())

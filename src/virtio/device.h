@@ -166,6 +166,15 @@ class VirtioDevice {
   // Called with the queue's thread stopped, before Queue::reset().
   void stop_queue(uint16_t index);
 
+  // The transport enabled or disabled queue `index` (vhost-user
+  // SET_VRING_ENABLE, and each ring's state when it starts): a disabled
+  // queue is not processed, and a device whose backend has a queue of its
+  // own per virtqueue follows (virtio-net detaches its tap queue).
+  // Transports without per-queue enabling (virtio-pci) never call it.
+  void set_queue_enabled(uint16_t index, bool enabled) {
+    if (index < queues_.size()) on_queue_enabled(index, enabled);
+  }
+
   // --- virtqueue reset (VIRTIO_F_RING_RESET, §2.6.1)
   // A transport with a per-queue reset (virtio-pci's queue_reset, §4.1.4.3)
   // calls this before the driver can read features: the device then offers
@@ -196,6 +205,8 @@ class VirtioDevice {
   virtual void on_reset() {}
   // See stop_queue(); `queue` is still active.
   virtual void on_queue_stop(uint16_t /*index*/, Queue& /*queue*/) {}
+  // See set_queue_enabled().
+  virtual void on_queue_enabled(uint16_t /*index*/, bool /*enabled*/) {}
   // Handle the available buffers of queue `index`. An error means the
   // driver broke the rules: the device goes to NEEDS_RESET.
   [[nodiscard]] virtual Result<> handle_queue(uint16_t index, Queue& queue) = 0;

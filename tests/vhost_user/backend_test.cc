@@ -18,7 +18,9 @@
 
 #include "vhost_user/server.h"
 #include "virtio/devices/blk.h"
+#include "virtio/devices/net.h"
 #include "virtio/devices/rng.h"
+#include "virtio/net_fake_backend.h"
 
 namespace skiff::vhost_user {
 namespace {
@@ -120,6 +122,19 @@ struct BackendTest : ::testing::Test {
     o.serial = std::move(serial);
     auto r = virtio::VirtioBlock::create(std::make_unique<RamDisk>(1 << 20), o);
     ASSERT_TRUE(r);
+    device = std::move(*r);
+    run();
+  }
+  // virtio-net as skiff-vhost serves it (no control queue) over an
+  // in-memory backend with `pairs` queue pairs.
+  void start_net(uint16_t pairs) {
+    auto b = std::make_unique<virtio::testing::FakeNetBackend>(pairs);
+    net_backend = b.get();
+    virtio::NetOptions o;
+    o.mac = net::MacAddress::random_local();
+    o.control_queue = false;
+    auto r = virtio::VirtioNet::create(std::move(b), o);
+    ASSERT_TRUE(r) << r.error().what();
     device = std::move(*r);
     run();
   }
@@ -233,6 +248,7 @@ struct BackendTest : ::testing::Test {
   Fd front, back, memfd, kick, call;
   uint8_t* ram = nullptr;
   std::unique_ptr<virtio::VirtioDevice> device;
+  virtio::testing::FakeNetBackend* net_backend = nullptr;
   std::unique_ptr<VhostUserBackend> backend;
   std::thread server;
   Result<> served;
@@ -342,6 +358,42 @@ TEST_F(BackendTest, DisabledRingIsNotProcessedUntilEnabled) {
   EXPECT_FALSE(wait_used(1, 200)) << "a disabled ring was processed";
   EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{0, 1})), 0u);
   EXPECT_TRUE(wait_used(1));
+}
+
+TEST_F(BackendTest, NetPairFollowsItsReceiveRingEnable) {
+  start_net(2);
+  negotiate(kVersion1 | kProtoBit);
+  mem_table();
+  for (uint32_t ring : {0u, 1u, 2u, 3u}) {
+    ring_setup(ring);
+    start_ring(ring);
+  }
+  // With protocol features rings start disabled: no tap queue is attached,
+  // so the kernel steers nothing to them.
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{false, false}));
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{0, 1})), 0u);
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{1, 1})), 0u);
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{true, false}));
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{2, 1})), 0u);
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{true, true}));
+  // The front end stops pair 1 (QEMU on the guest's VQ_PAIRS_SET 1):
+  // detached; enabled again: attached.
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{2, 0})), 0u);
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{3, 0})), 0u);
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{true, false}));
+  EXPECT_EQ(send_acked(Request::kSetVringEnable, bytes(VringState{2, 1})), 0u);
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{true, true}));
+}
+
+TEST_F(BackendTest, NetPairsStartAttachedWithoutProtocolFeatures) {
+  start_net(2);
+  negotiate(kVersion1);
+  mem_table();
+  for (uint32_t ring : {0u, 1u, 2u, 3u}) {
+    ring_setup(ring);
+    start_ring(ring);
+  }
+  EXPECT_EQ(net_backend->enabled, (std::vector<bool>{true, true}));
 }
 
 TEST_F(BackendTest, NoInterruptWhenDriverSuppressesIt) {

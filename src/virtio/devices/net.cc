@@ -119,6 +119,7 @@ VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions option
       backend_(std::move(backend)),
       options_(options),
       pairs_(backend_->num_queue_pairs()),
+      rx_ring_enabled_(pairs_, 1),
       stats_(new NetQueueStats[pairs_]),
       tx_(pairs_) {
   for (uint16_t i = 0; i < pairs_; ++i) rx_.push_back(std::make_unique<RxState>());
@@ -212,15 +213,29 @@ Result<> VirtioNet::on_activate() {
 
 void VirtioNet::on_reset() {
   active_pairs_.store(1, std::memory_order_release);
+  // The next front end tells the ring states afresh (or never: virtio-pci).
+  rx_ring_enabled_.assign(pairs_, 1);
   // A MAC set through CTRL_MAC_ADDR lasts until reset.
   std::memcpy(config_bytes().data() + kConfigMac, options_.mac.bytes.data(), 6);
 }
 
 Result<> VirtioNet::apply_queue_pairs(uint16_t pairs) {
   for (uint16_t i = 0; i < pairs_; ++i)
-    SKIFF_TRY_VOID(backend_->set_queue_pair_enabled(i, i < pairs));
+    SKIFF_TRY_VOID(backend_->set_queue_pair_enabled(i, i < pairs && rx_ring_enabled_[i]));
   active_pairs_.store(pairs, std::memory_order_release);
   return {};
+}
+
+void VirtioNet::on_queue_enabled(uint16_t index, bool enabled) {
+  // The pair's receive ring decides: that is where the kernel steers frames.
+  if (static_cast<int>(index) == ctrl_queue_index() || index % 2 != 0 || index / 2 >= pairs_)
+    return;
+  const auto pair = static_cast<uint16_t>(index / 2);
+  rx_ring_enabled_[pair] = enabled;
+  bool attach = enabled && pair < active_pairs_.load(std::memory_order_acquire);
+  if (auto r = backend_->set_queue_pair_enabled(pair, attach); !r)
+    LOG_WARN("virtio net: {} queue pair {}: {}", attach ? "attaching" : "detaching", pair,
+             r.error().what());
 }
 
 Result<> VirtioNet::handle_queue(uint16_t index, Queue& queue) {

@@ -42,6 +42,11 @@
 // MRG_RXBUF, a frame larger than the rx chain is dropped (rx_dropped) and the
 // chain reused.
 //
+// vhost-user's SET_VRING_ENABLE (set_queue_enabled()) on a pair's receive
+// ring detaches that tap queue (TUNSETQUEUE IFF_DETACH_QUEUE) and enabling
+// attaches it again, so the kernel never steers frames to a pair the front
+// end has stopped; a ring that starts disabled starts detached.
+//
 // Rate limiting (NetOptions::rate_limiter, Cloud Hypervisor's semantics,
 // net/rate_limiter.h): every queue pair gets a limiter per direction, each
 // with the configured bytes and packets buckets (as Cloud Hypervisor does);
@@ -123,6 +128,7 @@ class VirtioNet final : public VirtioDevice {
  protected:
   [[nodiscard]] Result<> on_activate() override;
   void on_reset() override;
+  void on_queue_enabled(uint16_t index, bool enabled) override;
   [[nodiscard]] Result<> handle_queue(uint16_t index, Queue& queue) override;
   [[nodiscard]] Result<> validate_features(uint64_t features) const override;
 
@@ -157,6 +163,9 @@ class VirtioNet final : public VirtioDevice {
   NetOptions options_;
   uint16_t pairs_;
   std::atomic<uint16_t> active_pairs_{1};
+  // Per pair: whether the transport has its receive ring enabled (vhost-user
+  // SET_VRING_ENABLE; always true behind virtio-pci). Socket thread only.
+  std::vector<uint8_t> rx_ring_enabled_;
   std::unique_ptr<NetQueueStats[]> stats_;
   std::vector<std::unique_ptr<RxState>> rx_;
   std::vector<TxState> tx_;
