@@ -8,6 +8,22 @@
 
 namespace skiff {
 
+namespace {
+
+// The entry of `items` (regions or spans: gpa, size) that holds all of
+// [gpa, gpa + len). Written so that nothing overflows: gpa + len is never
+// formed, only differences of values already known to be in order.
+template <typename T>
+const T* holding(const std::vector<T>& items, uint64_t gpa, uint64_t len) {
+  // Few regions (2-8): a linear scan beats a binary search here.
+  for (const auto& r : items) {
+    if (gpa >= r.gpa && gpa - r.gpa <= r.size && len <= r.size - (gpa - r.gpa)) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
   std::sort(regions.begin(), regions.end(),
             [](const MemoryRegion& a, const MemoryRegion& b) { return a.gpa < b.gpa; });
@@ -15,8 +31,23 @@ Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
     const auto& r = regions[i];
     if (r.size == 0 || r.host == nullptr) return fail("memory region at {:#x} is empty", r.gpa);
     if (r.gpa + r.size < r.gpa) return fail("memory region at {:#x} wraps around", r.gpa);
+    if (r.size > UINTPTR_MAX - reinterpret_cast<uintptr_t>(r.host))
+      return fail("memory region at {:#x} wraps around the host address space", r.gpa);
     if (i > 0 && regions[i - 1].gpa + regions[i - 1].size > r.gpa)
       return fail("memory regions at {:#x} and {:#x} overlap", regions[i - 1].gpa, r.gpa);
+  }
+  // Merge neighbours that continue each other in both address spaces; the
+  // checks above make both end computations overflow-free.
+  std::vector<Span> spans;
+  for (const auto& r : regions) {
+    if (!spans.empty()) {
+      Span& last = spans.back();
+      if (last.gpa + last.size == r.gpa && last.host + last.size == r.host) {
+        last.size += r.size;
+        continue;
+      }
+    }
+    spans.push_back({r.gpa, r.size, r.host});
   }
   std::vector<uint64_t> page_sizes;
   for (const auto& r : regions) {
@@ -26,23 +57,23 @@ Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
       size = static_cast<uint64_t>(st.st_blksize);  // hugetlbfs: the huge page size
     page_sizes.push_back(size);
   }
-  return GuestMemory(std::move(regions), std::move(page_sizes));
+  return GuestMemory(std::move(regions), std::move(spans), std::move(page_sizes));
 }
 
-const MemoryRegion* GuestMemory::find(uint64_t gpa, uint64_t len) const {
-  uint64_t end = gpa + len;
-  if (end < gpa) return nullptr;  // overflow
-  // Few regions (2-8): a linear scan beats a binary search here.
-  for (const auto& r : regions_) {
-    if (gpa >= r.gpa && end <= r.gpa + r.size && gpa - r.gpa <= r.size) return &r;
-  }
-  return nullptr;
+const MemoryRegion* GuestMemory::find_region(uint64_t gpa, uint64_t len) const {
+  return holding(regions_, gpa, len);
 }
 
-bool GuestMemory::contains(uint64_t gpa, uint64_t len) const { return find(gpa, len) != nullptr; }
+const GuestMemory::Span* GuestMemory::find_span(uint64_t gpa, uint64_t len) const {
+  return holding(spans_, gpa, len);
+}
+
+bool GuestMemory::contains(uint64_t gpa, uint64_t len) const {
+  return find_span(gpa, len) != nullptr;
+}
 
 Result<std::span<uint8_t>> GuestMemory::slice(uint64_t gpa, uint64_t len) const {
-  const MemoryRegion* r = find(gpa, len);
+  const Span* r = find_span(gpa, len);
   if (r == nullptr) return fail("guest range [{:#x}, +{:#x}) is not RAM", gpa, len);
   return std::span<uint8_t>(r->host + (gpa - r->gpa), static_cast<size_t>(len));
 }
@@ -60,13 +91,16 @@ Result<> GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) const {
 }
 
 uint64_t GuestMemory::page_size(uint64_t gpa) const {
-  const MemoryRegion* r = find(gpa, 1);
+  const MemoryRegion* r = find_region(gpa, 1);
   return r ? page_sizes_[static_cast<size_t>(r - regions_.data())] : 0;
 }
 
 Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) const {
-  const MemoryRegion* r = find(gpa, len);
-  if (r == nullptr) return fail("cannot discard [{:#x}, +{:#x}): not RAM", gpa, len);
+  // Per region: the hole is punched in one backing.
+  const MemoryRegion* r = find_region(gpa, len);
+  if (r == nullptr)
+    return fail("cannot discard [{:#x}, +{:#x}): {}", gpa, len,
+                find_span(gpa, len) ? "crosses from one RAM backing into the next" : "not RAM");
   uint64_t page = page_sizes_[static_cast<size_t>(r - regions_.data())];
   if (gpa % page != 0 || len % page != 0)
     return fail("cannot discard [{:#x}, +{:#x}): not aligned to the backing's {} KiB pages", gpa,
@@ -86,7 +120,7 @@ Result<> GuestMemory::discard(uint64_t gpa, uint64_t len) const {
 
 std::optional<uint64_t> GuestMemory::gpa_of(std::span<const uint8_t> host) const {
   auto p = reinterpret_cast<uintptr_t>(host.data());
-  for (const auto& r : regions_) {
+  for (const auto& r : spans_) {
     auto base = reinterpret_cast<uintptr_t>(r.host);
     if (p >= base && p - base <= r.size && host.size() <= r.size - (p - base))
       return r.gpa + (p - base);

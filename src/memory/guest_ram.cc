@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -64,11 +65,54 @@ Result<GuestRam> GuestRam::create(std::span<const RamRange> ranges) {
 Result<GuestRam> GuestRam::create(std::span<const RamZone> zones) {
   SKIFF_TRY_VOID(check_zones(zones));
   GuestRam ram;
+  SKIFF_TRY_VOID(ram.reserve_runs(zones));
   for (const auto& z : zones) SKIFF_TRY_VOID(ram.map_zone(z));
   std::vector<MemoryRegion> regions;
   for (const auto& m : ram.maps_) regions.push_back(m.region);
   ram.memory_ = SKIFF_TRY(GuestMemory::create(std::move(regions)));
   return ram;
+}
+
+Result<> GuestRam::reserve_runs(std::span<const RamZone> zones) {
+  struct Piece {
+    uint64_t gpa, size, page;
+  };
+  std::vector<Piece> pieces;
+  for (const auto& z : zones)
+    for (const auto& r : z.ranges) {
+      if (r.size == 0 || r.gpa + r.size < r.gpa)
+        return fail("{}: guest range [{:#x}, +{:#x}) is empty or wraps around", zone_label(z),
+                    r.gpa, r.size);
+      pieces.push_back({r.gpa, r.size, z.options.page_size()});
+    }
+  std::sort(pieces.begin(), pieces.end(), [](auto& a, auto& b) { return a.gpa < b.gpa; });
+  // Checked here, not only in GuestMemory::create: MAP_FIXED of one zone
+  // over another's piece would silently replace it.
+  for (size_t i = 1; i < pieces.size(); ++i)
+    if (pieces[i - 1].gpa + pieces[i - 1].size > pieces[i].gpa)
+      return fail("guest RAM ranges at {:#x} and {:#x} overlap", pieces[i - 1].gpa, pieces[i].gpa);
+  for (size_t i = 0; i < pieces.size();) {
+    Reservation run{pieces[i].gpa, 0, nullptr};
+    // KVM backs a guest huge page with a host huge page only where the two
+    // addresses agree modulo its size; 2 MiB at least so THP can do it too.
+    uint64_t align = kHugePage2M;
+    size_t j = i;
+    for (; j < pieces.size() && pieces[j].gpa == run.gpa + run.size; ++j) {
+      run.size += pieces[j].size;
+      align = std::max(align, pieces[j].page);
+    }
+    i = j;
+    run.host = SKIFF_TRY(reserve_address_space(run.size, align, run.gpa % align));
+    reserved_.push_back(run);
+  }
+  return {};
+}
+
+uint8_t* GuestRam::reserved_host(uint64_t gpa, uint64_t size) const {
+  for (const auto& r : reserved_)
+    if (gpa >= r.gpa && gpa - r.gpa <= r.size && size <= r.size - (gpa - r.gpa))
+      return r.host + (gpa - r.gpa);
+  return nullptr;
 }
 
 Result<> GuestRam::map_zone(const RamZone& zone) {
@@ -89,11 +133,21 @@ Result<> GuestRam::map_zone(const RamZone& zone) {
     // is reserved from the pool at mmap time (no MAP_NORESERVE), so a guest
     // can never fault on a page the pool no longer has. Prefaulting happens
     // after mbind (MAP_POPULATE would place pages before the policy exists).
-    int flags = shared ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-    void* p = ::mmap(nullptr, r.size, PROT_READ | PROT_WRITE, flags, fd,
+    int flags = MAP_FIXED | (shared ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE));
+    uint8_t* at = reserved_host(r.gpa, r.size);
+    if (at == nullptr) return fail("{}: guest range {:#x} has no host reservation", what, r.gpa);
+    void* p = ::mmap(at, r.size, PROT_READ | PROT_WRITE, flags, fd,
                      shared ? static_cast<off_t>(offset) : 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+      int err = errno;
+      // A failed MAP_FIXED may already have unmapped the placeholder; put
+      // it back so nothing else lands inside the reservation before
+      // unmap_all() releases it.
+      (void)::mmap(at, r.size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+      errno = err;
       return fail_errno("{}: cannot map {} MiB of guest RAM at {:#x}", what, r.size >> 20, r.gpa);
+    }
     // Hugetlb RAM is populated again after a discard: punching the hole
     // also drops the pool reservation made at mmap, and a later fault with
     // the pool empty would be a SIGBUS instead of an error.
@@ -122,13 +176,15 @@ GuestRam::~GuestRam() {
 }
 
 GuestRam::GuestRam(GuestRam&& o) noexcept
-    : maps_(std::exchange(o.maps_, {})),
+    : reserved_(std::exchange(o.reserved_, {})),
+      maps_(std::exchange(o.maps_, {})),
       fds_(std::exchange(o.fds_, {})),
       memory_(std::exchange(o.memory_, {})) {}
 
 GuestRam& GuestRam::operator=(GuestRam&& o) noexcept {
   if (this != &o) {
     unmap_all();
+    reserved_ = std::exchange(o.reserved_, {});
     maps_ = std::exchange(o.maps_, {});
     fds_ = std::exchange(o.fds_, {});
     memory_ = std::exchange(o.memory_, {});
@@ -137,7 +193,10 @@ GuestRam& GuestRam::operator=(GuestRam&& o) noexcept {
 }
 
 void GuestRam::unmap_all() {
-  for (const auto& m : maps_) ::munmap(m.region.host, m.region.size);
+  // Each reservation covers its pieces: one munmap releases them and any
+  // placeholder left between them.
+  for (const auto& r : reserved_) ::munmap(r.host, r.size);
+  reserved_.clear();
   maps_.clear();
   fds_.clear();
   memory_ = {};

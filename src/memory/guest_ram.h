@@ -10,6 +10,13 @@
 //     instead of a SIGBUS later.
 // A zone's ranges (one, or two when it straddles the 32-bit hole) are views of
 // the same backing at increasing file offsets.
+//
+// Zones that follow each other in guest physical space follow each other in
+// host space too: each guest-contiguous run of RAM is one host address range,
+// reserved up front (PROT_NONE) and aligned so host and guest addresses agree
+// modulo the largest page size in the run (at least 2 MiB, for THP and
+// hugetlb), and every zone's piece is mapped into it with MAP_FIXED. So a
+// guest buffer across a zone boundary is one host span (GuestMemory::slice).
 #pragma once
 
 #include <cstdint>
@@ -59,9 +66,18 @@ class GuestRam {
     MemoryRegion region;
     bool prefault = false;  // populate again after discard_all (prefault=on, hugetlb)
   };
+  // A guest-contiguous run of RAM and the host range reserved for it.
+  struct Reservation {
+    uint64_t gpa = 0;
+    uint64_t size = 0;
+    uint8_t* host = nullptr;
+  };
+  [[nodiscard]] Result<> reserve_runs(std::span<const RamZone> zones);
   [[nodiscard]] Result<> map_zone(const RamZone& zone);
+  [[nodiscard]] uint8_t* reserved_host(uint64_t gpa, uint64_t size) const;
   void unmap_all();
 
+  std::vector<Reservation> reserved_;  // munmap of these releases every zone's pieces
   std::vector<Mapping> maps_;
   std::vector<Fd> fds_;  // one per shared zone; MemoryRegion::fd points into these
   GuestMemory memory_;

@@ -145,6 +145,26 @@ Result<> bind_to_numa_node(void* addr, uint64_t len, uint32_t node) {
   return {};
 }
 
+Result<uint8_t*> reserve_address_space(uint64_t size, uint64_t align, uint64_t phase) {
+  if (align == 0 || (align & (align - 1)) != 0 || phase >= align)
+    return fail("reserve_address_space: bad alignment {:#x} / phase {:#x}", align, phase);
+  if (size == 0 || size > UINT64_MAX - align)
+    return fail("cannot reserve {:#x} bytes of host address space for guest RAM", size);
+  // Over-reserve by one alignment unit, then trim both ends so the kept
+  // range starts at the wanted phase.
+  uint64_t len = size + align;
+  void* p = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return fail_errno("cannot reserve {} MiB of host address space for guest RAM", size >> 20);
+  auto base = reinterpret_cast<uintptr_t>(p);
+  uintptr_t start = (base & ~(align - 1)) + phase;
+  if (start < base) start += align;
+  if (start > base) ::munmap(p, start - base);
+  if (base + len > start + size)
+    ::munmap(reinterpret_cast<void*>(start + size), base + len - (start + size));
+  return reinterpret_cast<uint8_t*>(start);
+}
+
 Result<> populate_for_write(void* addr, uint64_t len) {
   if (::madvise(addr, len, MADV_POPULATE_WRITE) != 0)
     return fail_errno("cannot prefault {} MiB of guest RAM", len >> 20);

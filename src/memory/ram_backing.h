@@ -51,6 +51,12 @@ namespace skiff {
 // has no wrapper and libnuma would be the only user.
 [[nodiscard]] Result<> bind_to_numa_node(void* addr, uint64_t len, uint32_t node);
 
+// Reserves `size` bytes of host address space (PROT_NONE, MAP_NORESERVE: no
+// memory, no commit charge) starting at an address that is `phase` modulo
+// `align` (a power of two, phase < align). Guest RAM pieces are then mapped
+// over it with MAP_FIXED; munmap of the whole range releases all of it.
+[[nodiscard]] Result<uint8_t*> reserve_address_space(uint64_t size, uint64_t align, uint64_t phase);
+
 // Faults every page of [addr, addr + len) in for writing
 // (MADV_POPULATE_WRITE, Linux 5.14).
 [[nodiscard]] Result<> populate_for_write(void* addr, uint64_t len);

@@ -140,5 +140,28 @@ TEST(GuestRam, HugePagePoolIsCheckedForAllZonesTogether) {
       << ram.error().message;
 }
 
+TEST(GuestRam, HugetlbZoneAfterAPrivateZoneIsOneHostSpanOnHugePages) {
+  if (access(HugePagePool::kDir, F_OK) != 0)
+    GTEST_SKIP() << "skipped: this kernel has no 2 MiB huge pages";
+  HugePagePool pool;
+  std::string why;
+  if (!pool.grow(2, &why)) GTEST_SKIP() << "skipped: " << why;
+  RamOptions huge;
+  huge.hugepages = true;
+  std::vector<RamZone> zones{{"a", {{0, 2 * kMiB}}, {}}, {"h", {{2 * kMiB, 4 * kMiB}}, huge}};
+  auto ram = GuestRam::create(zones);
+  ASSERT_TRUE(ram) << ram.error().what();
+  auto regions = ram->memory().regions();
+  ASSERT_EQ(regions.size(), 2u);
+  EXPECT_EQ(regions[1].host, regions[0].host + 2 * kMiB);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(regions[1].host) % (2 * kMiB), 0u);
+  ASSERT_TRUE(ram->memory().write_obj<uint64_t>(2 * kMiB - 4, 0x1122334455667788));
+  uint32_t high = 0;
+  ASSERT_EQ(pread(regions[1].fd, &high, 4, 0), 4);
+  EXPECT_EQ(high, 0x11223344u);
+  std::string e = test::proc_entry("smaps", regions[1].host).value_or("");
+  EXPECT_NE(e.find("KernelPageSize:     2048 kB"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace skiff
