@@ -13,6 +13,7 @@
 #include "arch/x86/msr.h"
 #include "arch/x86/ram_layout.h"
 #include "base/log.h"
+#include "chardev/char_backend.h"
 #include "devices/ged.h"
 #include "virtio/devices/balloon.h"
 #include "vmm/cpu_placement.h"
@@ -84,11 +85,26 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
     return config_error({fmt::format("--memory: size={} is not a multiple of 4 KiB",
                                      config.memory_size)});
 
+  // --serial is checked again where the port is built; here so a bad value
+  // is a usage error on a host without /dev/kvm too.
+  if (auto r = parse_char_backend_spec(config.serial, "--serial"); !r)
+    return config_error(r.error());
+
   std::unique_ptr<Machine> m(new Machine(config));
+  // The kernel and initramfs, read and identified before anything else on
+  // the host: a missing or unrecognised --kernel is a usage error (exit 2)
+  // on every host, with or without /dev/kvm. Loaded (once) by build().
+  std::vector<RamZone> zones = memory_zone_layout(config);
+  uint64_t ram_bytes = 0;
+  for (const auto& z : zones)
+    for (const auto& r : z.ranges) ram_bytes += r.size;
+  auto boot = x86::read_boot_files({config.kernel, config.initramfs, config.cmdline}, ram_bytes);
+  if (!boot) return config_error(boot.error());
+  m->boot_files_ = std::move(*boot);
   // Guest RAM zones with their host backing (--memory, --memory-zone),
   // before KVM: a short huge page pool or a bad NUMA node is reported the
   // same way on every host.
-  auto ram = GuestRam::create(memory_zone_layout(config));
+  auto ram = GuestRam::create(zones);
   if (!ram) return host_error(ram.error());
   m->ram_ = std::move(*ram);
   auto sys = kvm::System::open();
@@ -179,9 +195,19 @@ Result<> Machine::build() {
   uint64_t rsdp = SKIFF_TRY(x86::write_acpi_tables(mem, acpi));
 
   // 4. The kernel, initramfs and command line, per the kernel's boot protocol.
-  x86::BootImageConfig image{config_.kernel, config_.initramfs, config_.cmdline};
-  x86::KernelFormat format{};
-  auto loaded = x86::load_kernel(mem, image, rsdp, &format);
+  //    create() read the files; after a reboot they are read again.
+  if (!boot_files_) {
+    auto files = x86::read_boot_files({config_.kernel, config_.initramfs, config_.cmdline},
+                                      mem.total_size());
+    if (!files) {
+      payload_error_ = true;  // the user's kernel/initramfs, not the host
+      return std::unexpected(files.error());
+    }
+    boot_files_ = std::move(*files);
+  }
+  auto loaded = x86::load_boot_files(mem, *boot_files_, rsdp);
+  x86::KernelFormat format = boot_files_->format;
+  boot_files_.reset();  // the kernel and initramfs bytes are in guest RAM now
   if (!loaded) {
     payload_error_ = true;  // the user's kernel/initramfs/cmdline, not the host
     return std::unexpected(loaded.error());

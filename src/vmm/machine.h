@@ -15,6 +15,7 @@
 #include <shared_mutex>
 #include <vector>
 
+#include "arch/x86/boot_loader.h"
 #include "devices/bus.h"
 #include "devices/interrupt.h"
 #include "kvm/kvm.h"
@@ -103,6 +104,9 @@ class Machine final : public VmEvents {
   std::atomic<bool> running_{false};  // vCPU threads started and not yet torn down
 
   bool payload_error_ = false;  // build() failed on the kernel/initramfs/cmdline
+  // Kernel and initramfs read (and identified) by create() before /dev/kvm
+  // is opened; build() loads them and drops them, a reboot reads again.
+  std::optional<x86::BootFiles> boot_files_;
   std::atomic<bool> stopping_{false};
   PauseGate pause_gate_;
   mutable std::mutex control_mu_;  // serialises pause/resume; guards vcpus_ for exit_counts()

@@ -68,25 +68,43 @@ Result<EntryState> load_kernel_image(const GuestMemory& mem, const BootImage& im
   return fail("'{}': unknown kernel format", image.kernel_name);
 }
 
+namespace {
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+}  // namespace
+
+Result<BootFiles> read_boot_files(const BootImageConfig& config, uint64_t ram_bytes) {
+  BootFiles files;
+  files.config = config;
+  files.kernel = SKIFF_TRY(read_image_file(config.kernel_path, "kernel", ram_bytes));
+  if (!config.initramfs_path.empty()) {
+    files.initramfs = SKIFF_TRY(read_image_file(config.initramfs_path, "initramfs", ram_bytes));
+    if (files.initramfs.empty()) return fail("initramfs '{}' is empty", config.initramfs_path);
+  }
+  files.format = SKIFF_TRY(detect_kernel_format(config.kernel_path, bytes_of(files.kernel)));
+  return files;
+}
+
+Result<EntryState> load_boot_files(const GuestMemory& mem, const BootFiles& files,
+                                   uint64_t rsdp_addr) {
+  BootImage image;
+  image.kernel_name = files.config.kernel_path;
+  image.kernel = bytes_of(files.kernel);
+  image.initramfs_name = files.config.initramfs_path;
+  image.initramfs = bytes_of(files.initramfs);
+  image.cmdline = files.config.cmdline;
+  image.rsdp_addr = rsdp_addr;
+  return load_kernel_image(mem, image, nullptr);
+}
+
 Result<EntryState> load_kernel(const GuestMemory& mem, const BootImageConfig& config,
                                uint64_t rsdp_addr, KernelFormat* detected) {
-  std::string kernel = SKIFF_TRY(read_image_file(config.kernel_path, "kernel", mem.total_size()));
-  std::string initramfs;
-  if (!config.initramfs_path.empty())
-    initramfs = SKIFF_TRY(read_image_file(config.initramfs_path, "initramfs", mem.total_size()));
-  auto bytes = [](const std::string& s) {
-    return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-  };
-  BootImage image;
-  image.kernel_name = config.kernel_path;
-  image.kernel = bytes(kernel);
-  image.initramfs_name = config.initramfs_path;
-  image.initramfs = bytes(initramfs);
-  image.cmdline = config.cmdline;
-  image.rsdp_addr = rsdp_addr;
-  if (!config.initramfs_path.empty() && initramfs.empty())
-    return fail("initramfs '{}' is empty", config.initramfs_path);
-  return load_kernel_image(mem, image, detected);
+  BootFiles files = SKIFF_TRY(read_boot_files(config, mem.total_size()));
+  if (detected != nullptr) *detected = files.format;
+  return load_boot_files(mem, files, rsdp_addr);
 }
 
 }  // namespace skiff::x86

@@ -33,9 +33,26 @@ struct BootImageConfig {
 [[nodiscard]] Result<EntryState> load_kernel_image(const GuestMemory& mem, const BootImage& image,
                                                    KernelFormat* detected);
 
-// Reads the files named by config and loads them (see load_kernel_image).
-// rsdp_addr: where the ACPI RSDP is, passed to protocols that carry it (0:
-// none).
+// The kernel and initramfs files of a BootImageConfig, read and with the
+// kernel's format recognised: everything about them that can be refused
+// before there is a VM (so a bad --kernel is a usage error on any host).
+struct BootFiles {
+  BootImageConfig config;
+  std::string kernel;
+  std::string initramfs;  // empty: none
+  KernelFormat format = KernelFormat::kBzImage;
+};
+
+// Reads and identifies the files named by config; ram_bytes bounds their
+// size (a file larger than guest RAM is refused before it is read).
+[[nodiscard]] Result<BootFiles> read_boot_files(const BootImageConfig& config, uint64_t ram_bytes);
+
+// Loads files read by read_boot_files (see load_kernel_image). rsdp_addr:
+// where the ACPI RSDP is, passed to protocols that carry it (0: none).
+[[nodiscard]] Result<EntryState> load_boot_files(const GuestMemory& mem, const BootFiles& files,
+                                                 uint64_t rsdp_addr);
+
+// read_boot_files + load_boot_files.
 [[nodiscard]] Result<EntryState> load_kernel(const GuestMemory& mem, const BootImageConfig& config,
                                              uint64_t rsdp_addr, KernelFormat* detected);
 

@@ -126,6 +126,30 @@ TEST_F(BootLoaderFiles, LoadsBzImageAndInitramfsFromFiles) {
   EXPECT_EQ(ram.cstring(0x20000), "ro");
 }
 
+// read_boot_files is what skiff runs before /dev/kvm: it needs no guest
+// memory, identifies the kernel, and refuses a file that is not one.
+TEST_F(BootLoaderFiles, ReadsAndIdentifiesTheFilesWithoutGuestMemory) {
+  BootImageConfig cfg{write("bz4", make_bzimage(BzImageSpec{})), write("initrd4", {1, 2, 3}), ""};
+  auto files = read_boot_files(cfg, 64 * kMiB);
+  ASSERT_TRUE(files) << files.error().message;
+  EXPECT_EQ(files->format, KernelFormat::kBzImage);
+  EXPECT_EQ(files->initramfs, std::string("\x01\x02\x03"));
+  // Loading them later gives what load_kernel gives.
+  TestRam ram(64 * kMiB);
+  ASSERT_TRUE(load_boot_files(ram.mem(), *files, 0));
+  EXPECT_EQ(ram.bytes(ram.get<uint32_t>(0x7000 + 0x218), 3), (std::vector<uint8_t>{1, 2, 3}));
+
+  std::string junk = write("junk", std::vector<uint8_t>(4096, 'x'));
+  auto bad = read_boot_files({junk, "", ""}, 64 * kMiB);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find(junk + "': not a bzImage, PVH ELF or Multiboot kernel"),
+            std::string::npos)
+      << bad.error().message;
+  auto empty = read_boot_files({cfg.kernel_path, write("empty", {}), ""}, 64 * kMiB);
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message.find("is empty"), std::string::npos) << empty.error().message;
+}
+
 TEST_F(BootLoaderFiles, MissingKernelFileErrorNamesThePath) {
   TestRam ram(64 * kMiB);
   BootImageConfig cfg{"/nonexistent/vmlinuz", "", ""};
