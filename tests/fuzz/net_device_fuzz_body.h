@@ -23,7 +23,8 @@
 //     error, or left available when the backend is full;
 //   - a well-framed control request is used with length 1 and acked OK or
 //     ERR; ERR for classes whose feature was not negotiated; an OK
-//     VQ_PAIRS_SET / GUEST_OFFLOADS_SET really took effect;
+//     VQ_PAIRS_SET / GUEST_OFFLOADS_SET / MAC ADDR_SET really took effect
+//     (active pairs, backend offloads, config space), an ERR changed nothing;
 //   - the used ring stays consistent: entries only for chains made
 //     available, in order (virtio-net completes in order), used length 0
 //     for tx, 1 for ctrl, at most the chain's writable bytes for rx, never a
@@ -556,6 +557,27 @@ class NetFuzzer {
       if (want < 1 || want > pairs_ || net_->active_queue_pairs() != want)
         return fail("VQ_PAIRS_SET " + std::to_string(want) + " acked OK, active " +
                     std::to_string(net_->active_queue_pairs()));
+    }
+    // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
+    if (ackv == virtio::kNetCtrlOk && cls == kCtrlMac && cmd == kCtrlMacAddrSet) {
+      uint8_t cfg[6];
+      if (len != 6 || !net_->read_config(0, cfg) || std::memcmp(cfg, payload.data(), 6) != 0)
+        return fail("MAC ADDR_SET acked OK but the config space does not show it");
+    }
+    // §5.1.6.5.6: the offloads the driver asked for reach the backend.
+    if (ackv == virtio::kNetCtrlOk && cls == kCtrlGuestOffloads) {
+      uint64_t bits = 0;
+      if (len != 8) return fail("GUEST_OFFLOADS_SET of " + std::to_string(len) + " bytes acked OK");
+      std::memcpy(&bits, payload.data(), 8);
+      unsigned want = 0;
+      if (bits & virtio::feature_bit(kFGuestCsum)) want |= net::kOffloadCsum;
+      if (bits & virtio::feature_bit(kFGuestTso4)) want |= net::kOffloadTso4;
+      if (bits & virtio::feature_bit(kFGuestTso6)) want |= net::kOffloadTso6;
+      if (bits & virtio::feature_bit(kFGuestEcn)) want |= net::kOffloadTsoEcn;
+      if (bits & virtio::feature_bit(kFGuestUfo)) want |= net::kOffloadUfo;
+      if (backend_->offloads != want)
+        return fail("GUEST_OFFLOADS_SET acked OK, backend offloads " +
+                    std::to_string(backend_->offloads) + " want " + std::to_string(want));
     }
     if (ackv == virtio::kNetCtrlErr && net_->active_queue_pairs() != pairs_before)
       return fail("queue pairs changed by a failed command");
