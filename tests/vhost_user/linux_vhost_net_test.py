@@ -256,8 +256,11 @@ def run_test(vhost_bin, workdir):
         check(g.get("sha_r") == host.get("sent_sha256"),
               f"host->guest: guest sha256 {g.get('sha_r')} != host's {host.get('sent_sha256')}")
         check(set(queues) == {0, 1}, f"counter lines for queues {sorted(queues)}, want 0 and 1")
+        # Which tx queue a guest flow uses is the guest's choice (XPS by the
+        # sending CPU): both pairs must carry real traffic, not an equal share.
+        # A handful of frames could be ARP/ping; tens of frames are a stream.
         for q in (0, 1):
-            check(queues[q]["tx_packets"] > 100,
+            check(queues[q]["tx_packets"] >= 32,
                   f"queue pair {q} transmitted only {queues[q]['tx_packets']} frames: no spread")
         check(sum(q["rx_packets"] for q in queues.values()) > 100, "hardly any frames received")
         check(all(q["tx_dropped"] == 0 for q in queues.values()), "frames dropped as malformed")
