@@ -41,216 +41,84 @@
  * Every completion's status must be OK and its head one the guest posted;
  * with verify=1 the first 8 bytes of each block read must be its 4 KiB
  * block number (little endian), as bench/blk_vm's disk is written.
+ * PCI and virtqueue plumbing: runtime/virtio_pci.c.
  * Exit 0x10 on success; guest_fail (0x7e) on any protocol problem. */
 #include "runtime.h"
+#include "virtio_pci.h"
 
 const char guest_name[] = "virtio_blk";
 
-#define PCI_WINDOW 0xc0000000ull
 #define QSIZE 8
 
-static inline uint32_t inl(uint16_t port) {
-  uint32_t v;
-  __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-  return v;
-}
-static inline void barrier(void) {
-  __asm__ volatile("mfence" ::: "memory");
-}
-
-/* ---- PCI config (mechanism #1; dword accesses only) ---- */
-static uint32_t cfg_read(uint32_t dev, uint32_t reg) {
-  outl(0xcf8, 0x80000000u | dev << 11 | (reg & 0xfc));
-  return inl(0xcfc);
-}
-static void cfg_write(uint32_t dev, uint32_t reg, uint32_t v) {
-  outl(0xcf8, 0x80000000u | dev << 11 | (reg & 0xfc));
-  outl(0xcfc, v);
-}
-static uint8_t cfg_read8(uint32_t dev, uint32_t reg) {
-  return (uint8_t)(cfg_read(dev, reg) >> ((reg & 3) * 8));
-}
-
-/* ---- the 2 MiB of the PCI window the guest uses, mapped uncached ---- */
-extern uint64_t pml4[512];
-static uint64_t invlpg_window(uint64_t va) {
-  __asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
-  return 0;
-}
-static void map_pci_window(void) {
-  /* pml4[0] -> pdpt; pdpt[3] -> the PD of 3..4 GiB (runtime boot.S). The
-   * tables are in identity-mapped, user-writable memory. */
-  uint64_t* pdpt = phys(pml4[0] & ~0xfffull);
-  uint64_t* pd = phys(pdpt[3] & ~0xfffull);
-  /* P | W | U | PWT | PCD | PS */
-  pd[0] = PCI_WINDOW | 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80;
-  kernel_call(invlpg_window, PCI_WINDOW);
-}
-
-/* ---- one virtio-pci function ---- */
+/* One virtio-pci function with its queue 0. */
 struct vdev {
-  uint32_t dev;
+  struct virtio_pci pci;
+  struct virtq q;
   uint8_t msix_vector; /* CPU vector of queue 0's MSI-X message; 0: none */
-  volatile uint8_t* common;
-  volatile uint8_t* device_cfg;
-  volatile uint8_t* isr;
-  volatile uint8_t* notify;
-  uint32_t notify_mult;
-  /* queue 0 */
-  uint16_t qsize;          /* entries; 0 in setup() means QSIZE */
-  uint32_t avail_off;      /* 256, or 16 * qsize if that is more */
-  volatile uint8_t* rings; /* desc | avail at +avail_off | used at +4096 */
-  uint16_t next_avail;
-  uint16_t last_used;
+  uint16_t qsize;      /* entries; 0 in setup() means QSIZE */
 };
 
-static uint8_t ring_mem[2][3 * 4096] __attribute__((aligned(4096)));
+static uint8_t ring_mem[2][VIRTQ_RING_BYTES] __attribute__((aligned(4096)));
 static uint8_t data_mem[2][8192] __attribute__((aligned(4096)));
 
-#define C8(v, o) (*(volatile uint8_t*)((v)->common + (o)))
-#define C16(v, o) (*(volatile uint16_t*)((v)->common + (o)))
-#define C32(v, o) (*(volatile uint32_t*)((v)->common + (o)))
-#define C64(v, o) (*(volatile uint64_t*)((v)->common + (o)))
-
-/* Sizes a memory BAR and places it at addr; returns its size. */
-static uint64_t assign_bar(uint32_t dev, int bar, uint64_t addr, uint64_t max) {
-  uint32_t reg = 0x10 + 4u * (uint32_t)bar;
-  uint32_t orig = cfg_read(dev, reg);
-  if (orig & 1) guest_fail("BAR %d of device %u is an I/O BAR", bar, dev);
-  cfg_write(dev, reg, 0xffffffffu);
-  uint64_t size = (uint64_t)(~(cfg_read(dev, reg) & ~0xfu)) + 1;
-  if (size > max) guest_fail("BAR %d too large (0x%llx)", bar, (unsigned long long)size);
-  cfg_write(dev, reg, (uint32_t)addr);
-  if ((orig & 0x6) == 0x4) cfg_write(dev, reg + 4, 0);
-  return size;
-}
-
 /* MSI-X (PCI 3.0 §6.8.2): table entry 1 -> this CPU, `vector`; enable. */
-static void setup_msix(uint32_t dev, uint8_t cap, int virtio_bar, uint64_t base, uint8_t vector) {
-  uint32_t table = cfg_read(dev, cap + 4u);
+static void setup_msix(const struct virtio_pci* p, uint8_t vector) {
+  uint32_t dev = p->dev;
+  uint8_t cap = p->msix_cap;
+  uint32_t table = pci_cfg_read(dev, cap + 4u);
   int bir = (int)(table & 7);
-  uint64_t bar_addr = base;
-  if (bir != virtio_bar) {
-    bar_addr = base + 0x80000;
-    assign_bar(dev, bir, bar_addr, 0x80000);
+  uint64_t bar_addr = p->base;
+  if (bir != p->bar) {
+    bar_addr = p->base + 0x80000;
+    pci_assign_bar(dev, bir, bar_addr, 0x80000);
   }
-  cfg_write(dev, 0x04, 0x6);
+  pci_cfg_write(dev, 0x04, 0x6);
   volatile uint32_t* e = phys(bar_addr + (table & ~7u) + 16);
   e[0] = 0xfee00000u | lapic_id() << 12; /* fixed, physical destination */
   e[1] = 0;
   e[2] = vector;
   e[3] = 0; /* unmasked */
-  uint32_t ctl = cfg_read(dev, cap);
-  cfg_write(dev, cap, (ctl & ~(0x4000u << 16)) | (0x8000u << 16)); /* Enable, no Function Mask */
+  uint32_t ctl = pci_cfg_read(dev, cap);
+  /* Enable, no Function Mask */
+  pci_cfg_write(dev, cap, (ctl & ~(0x4000u << 16)) | (0x8000u << 16));
 }
 
 static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) {
-  v->dev = dev;
-  /* Decode off while the BAR moves. */
-  cfg_write(dev, 0x04, 0);
-  int bar = -1;
-  uint32_t off[5] = {0}, mult = 0;
-  uint8_t msix_cap = 0;
-  uint8_t cap = cfg_read8(dev, 0x34) & 0xfc;
-  for (int n = 0; cap && n < 48; ++n) {
-    if (cfg_read8(dev, cap) == 0x11) msix_cap = cap;
-    if (cfg_read8(dev, cap) == 0x09) {
-      uint8_t type = cfg_read8(dev, cap + 3u);
-      uint8_t b = cfg_read8(dev, cap + 4u);
-      if (type >= 1 && type <= 4) {
-        if (bar >= 0 && b != bar) guest_fail("virtio structures in two BARs (%d, %u)", bar, b);
-        bar = b;
-        off[type] = cfg_read(dev, cap + 8u);
-        if (type == 2) mult = cfg_read(dev, cap + 16u);
-      }
-    }
-    cap = cfg_read8(dev, cap + 1u) & 0xfc;
-  }
-  if (bar < 0 || bar > 5) guest_fail("no virtio capabilities on device %u", dev);
-  uint64_t base = PCI_WINDOW + (uint64_t)index * 0x100000;
-  assign_bar(dev, bar, base, 0x80000);
-  cfg_write(dev, 0x04, 0x6); /* memory space + bus master */
+  struct virtio_pci* p = &v->pci;
+  virtio_pci_map(p, dev, PCI_WINDOW + (uint64_t)index * 0x100000, 0x80000);
   v->msix_vector = 0;
   if (msix_vector) {
-    if (!msix_cap) guest_fail("device %u has no MSI-X capability", dev);
-    setup_msix(dev, msix_cap, bar, base, msix_vector);
+    if (!p->msix_cap) guest_fail("device %u has no MSI-X capability", dev);
+    setup_msix(p, msix_vector);
     v->msix_vector = msix_vector;
   }
-  v->common = phys(base + off[1]);
-  v->notify = phys(base + off[2]);
-  v->device_cfg = phys(base + off[4]);
-  v->isr = phys(base + off[3]);
-  v->notify_mult = mult;
-  v->rings = ring_mem[index];
   if (v->qsize == 0) v->qsize = QSIZE;
-  v->avail_off = 16u * v->qsize > 256 ? 16u * v->qsize : 256;
-
-  /* §3.1.1 driver initialisation. */
-  C8(v, 0x14) = 0;
-  while (C8(v, 0x14) != 0) cpu_relax();
-  C8(v, 0x14) = 1;     /* ACKNOWLEDGE */
-  C8(v, 0x14) = 1 | 2; /* DRIVER */
-  C32(v, 0x00) = 1;
-  if (!(C32(v, 0x04) & 1)) guest_fail("device %u does not offer VERSION_1", dev);
-  C32(v, 0x08) = 0;
-  C32(v, 0x0c) = 0;
-  C32(v, 0x08) = 1;
-  C32(v, 0x0c) = 1; /* VERSION_1 only */
-  C8(v, 0x14) = 1 | 2 | 8;
-  if (!(C8(v, 0x14) & 8)) guest_fail("device %u refused FEATURES_OK", dev);
-  C16(v, 0x16) = 0; /* queue_select */
-  uint16_t max = C16(v, 0x18);
-  if (max < v->qsize) guest_fail("queue 0 of device %u has only %u entries", dev, max);
-  C16(v, 0x18) = v->qsize;
-  C16(v, 0x10) = 0xffff; /* no config-change vector */
-  /* Queue 0 -> MSI-X table entry 1; the device must accept it (§4.1.5.1.2). */
-  uint16_t qvec = v->msix_vector ? 1 : 0xffff;
-  C16(v, 0x1a) = qvec;
-  if (C16(v, 0x1a) != qvec) guest_fail("device %u refused MSI-X vector %u", dev, qvec);
-  memset((void*)v->rings, 0, sizeof ring_mem[0]);
-  C64(v, 0x20) = (uint64_t)(uintptr_t)v->rings;
-  C64(v, 0x28) = (uint64_t)(uintptr_t)(v->rings + v->avail_off);
-  C64(v, 0x30) = (uint64_t)(uintptr_t)(v->rings + 4096);
-  C16(v, 0x1c) = 1;
-  C8(v, 0x14) = 1 | 2 | 8 | 4; /* DRIVER_OK */
-  if (C8(v, 0x14) & 0x40) guest_fail("device %u needs reset after DRIVER_OK", dev);
+  virtio_pci_begin(p);
+  virtio_pci_features_ok(p, 0); /* VERSION_1 only */
+  /* Queue 0 -> MSI-X table entry 1. */
+  virtq_setup(p, &v->q, 0, v->qsize, ring_mem[index], v->msix_vector ? 1 : 0xffff);
+  virtio_pci_driver_ok(p);
 }
 
 /* Posts a chain of n descriptors (all from index 0) and polls for it. */
-struct desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-static uint32_t submit(struct vdev* v, const struct desc* d, int n) {
-  volatile struct desc* table = (volatile struct desc*)v->rings;
+static uint32_t submit(struct vdev* v, const struct virtq_desc* d, int n) {
+  struct virtq* q = &v->q;
   for (int i = 0; i < n; ++i) {
-    table[i].addr = d[i].addr;
-    table[i].len = d[i].len;
-    table[i].flags = (uint16_t)(d[i].flags | (i + 1 < n ? 1 : 0));
-    table[i].next = (uint16_t)(i + 1);
+    q->desc[i].addr = d[i].addr;
+    q->desc[i].len = d[i].len;
+    q->desc[i].flags = (uint16_t)(d[i].flags | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+    q->desc[i].next = (uint16_t)(i + 1);
   }
-  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
-  avail[2 + v->next_avail % v->qsize] = 0;
-  barrier();
-  avail[1] = ++v->next_avail;
-  barrier();
-  uint16_t notify_off = C16(v, 0x1e);
-  *(volatile uint16_t*)(v->notify + notify_off * v->notify_mult) = 0; /* queue 0 */
-  volatile uint16_t* used_idx = (volatile uint16_t*)(v->rings + 4096 + 2);
+  virtq_post(q, 0);
+  uint32_t head, len;
   uint64_t start = rdtsc();
-  while (*used_idx == v->last_used) {
+  while (!virtq_used(q, &head, &len)) {
     cpu_relax();
     if (rdtsc() - start > 30ull * 1000 * 1000 * 1000)
-      guest_fail("device %u: no used buffer (status 0x%x)", v->dev, C8(v, 0x14));
+      guest_fail("device %u: no used buffer (status 0x%x)", v->pci.dev, virtio_pci_status(&v->pci));
   }
-  barrier();
-  volatile uint32_t* elem =
-      (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % v->qsize));
-  ++v->last_used;
-  if (elem[0] != 0) guest_fail("device %u returned head %u", v->dev, elem[0]);
-  return elem[1];
+  if (head != 0) guest_fail("device %u returned head %u", v->pci.dev, head);
+  return len;
 }
 
 struct blk_hdr {
@@ -265,7 +133,7 @@ static uint8_t blk_io(struct vdev* v, uint32_t type, uint64_t sector, void* buf,
   h->reserved = 0;
   h->sector = sector;
   *status = 0xff;
-  struct desc d[3] = {
+  struct virtq_desc d[3] = {
       {(uint64_t)(uintptr_t)h, 16, 0, 0},
       {(uint64_t)(uintptr_t)buf, len, (uint16_t)(type == 1 ? 0 : 2), 0},
       {(uint64_t)(uintptr_t)status, 1, 2, 0},
@@ -283,9 +151,9 @@ static uint8_t blk_buf[4096] __attribute__((aligned(512)));
 static uint8_t pattern[4096];
 
 static void test_blk(struct vdev* v) {
-  uint64_t cap = *(volatile uint64_t*)v->device_cfg;
+  uint64_t cap = *(volatile uint64_t*)v->pci.device_cfg;
   printf("BLK_CAPACITY=%llu\n", (unsigned long long)cap);
-  printf("BLK_QUEUES=%u\n", C16(v, 0x12));
+  printf("BLK_QUEUES=%u\n", VCOMMON16(&v->pci, VCOMMON_NUM_QUEUES));
   if (cap < 16) guest_fail("disk too small: %llu sectors", (unsigned long long)cap);
 
   memset(blk_buf, 0, 21);
@@ -318,7 +186,7 @@ static void test_rng(struct vdev* v) {
   uint8_t* b = data_mem[1] + 4096;
   memset(a, 0, 64);
   memset(b, 0, 64);
-  struct desc d = {(uint64_t)(uintptr_t)a, 64, 2, 0};
+  struct virtq_desc d = {(uint64_t)(uintptr_t)a, 64, VIRTQ_DESC_F_WRITE, 0};
   uint32_t n1 = submit(v, &d, 1);
   d.addr = (uint64_t)(uintptr_t)b;
   uint32_t n2 = submit(v, &d, 1);
@@ -353,7 +221,7 @@ static uint8_t rtc_seconds(void) {
 /* Request i always uses descriptors 3i (header), 3i+1 (data), 3i+2
  * (status), head 3i; only the header's sector changes. */
 static void bench_post(struct vdev* v, uint32_t i, uint64_t sector) {
-  volatile struct desc* table = (volatile struct desc*)v->rings;
+  volatile struct virtq_desc* table = v->q.desc;
   uint16_t d = (uint16_t)(3 * i);
   bench_hdr[i].type = 0; /* VIRTIO_BLK_T_IN */
   bench_hdr[i].reserved = 0;
@@ -371,27 +239,22 @@ static void bench_post(struct vdev* v, uint32_t i, uint64_t sector) {
   table[d + 2].len = 1;
   table[d + 2].flags = 2; /* WRITE */
   table[d + 2].next = 0;
-  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
-  avail[2 + v->next_avail % v->qsize] = d;
-  ++v->next_avail;
+  virtq_add(&v->q, d);
 }
 
 static void bench_blk(struct vdev* v, uint64_t seconds) {
-  uint64_t cap = *(volatile uint64_t*)v->device_cfg;
+  uint64_t cap = *(volatile uint64_t*)v->pci.device_cfg;
   uint64_t blocks = cap / 8;
   if (blocks == 0)
     guest_fail("disk too small for 4 KiB reads: %llu sectors", (unsigned long long)cap);
-  volatile uint16_t* avail = (volatile uint16_t*)(v->rings + v->avail_off);
-  volatile uint16_t* used = (volatile uint16_t*)(v->rings + 4096);
-  volatile uint16_t* notify = (volatile uint16_t*)(v->notify + C16(v, 0x1e) * v->notify_mult);
+  struct virtq* q = &v->q;
+  volatile uint16_t* used_flags = (volatile uint16_t*)q->used;
   uint64_t rnd = cmdline_u64("seed", 1) * 0x9e3779b97f4a7c15ull | 1;
   int verify = (int)cmdline_u64("verify", 0);
-  avail[0] = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: polling (§2.7.7) */
+  q->avail[0] = 1; /* VIRTQ_AVAIL_F_NO_INTERRUPT: polling (§2.7.7) */
   for (uint32_t i = 0; i < BENCH_DEPTH; ++i) bench_post(v, i, (xorshift64(&rnd) % blocks) * 8);
-  barrier();
-  avail[1] = v->next_avail;
-  barrier();
-  *notify = 0;
+  virtq_publish(q);
+  virtq_notify(q);
 
   /* Phase 0: warm-up until an RTC second starts; phase 1: that second
    * calibrates the TSC; phase 2: the measured `seconds`. */
@@ -400,12 +263,8 @@ static void bench_blk(struct vdev* v, uint64_t seconds) {
   uint64_t done = 0, t1 = 0, done1 = 0, tsc_hz = 0, t_end = 0, spins = 0;
   for (;;) {
     int posted = 0;
-    while (used[1] != v->last_used) {
-      barrier();
-      volatile uint32_t* elem =
-          (volatile uint32_t*)(v->rings + 4096 + 4 + 8 * (v->last_used % v->qsize));
-      uint32_t head = elem[0];
-      ++v->last_used;
+    uint32_t head, len;
+    while (virtq_used(q, &head, &len)) {
       uint32_t i = head / 3;
       if (head % 3 != 0 || i >= BENCH_DEPTH) guest_fail("bench: device returned head %u", head);
       if (bench_status[i] != 0) guest_fail("bench: read status %u", bench_status[i]);
@@ -420,13 +279,11 @@ static void bench_blk(struct vdev* v, uint64_t seconds) {
       }
     }
     if (posted) {
-      barrier();
-      avail[1] = v->next_avail;
-      barrier();
-      if (!(used[0] & 1)) *notify = 0; /* unless VIRTQ_USED_F_NO_NOTIFY */
+      virtq_publish(q);
+      if (!(*used_flags & 1)) virtq_notify(q); /* unless VIRTQ_USED_F_NO_NOTIFY */
     }
     if (phase == 3) {
-      if ((uint16_t)(v->next_avail - v->last_used) == 0) break; /* drained */
+      if ((uint16_t)(q->next_avail - q->last_used) == 0) break; /* drained */
       if (++spins > (1ull << 34)) guest_fail("bench: requests never completed");
       continue;
     }
@@ -475,8 +332,8 @@ static void ioapic_write(uint32_t reg, uint32_t v) {
 static uint32_t intx_pin;
 
 static void intx_route(struct vdev* v) {
-  uint32_t line = cfg_read8(v->dev, 0x3c);
-  if (cfg_read8(v->dev, 0x3d) != 1) guest_fail("blk function does not use INTA#");
+  uint32_t line = pci_cfg_read8(v->pci.dev, 0x3c);
+  if (pci_cfg_read8(v->pci.dev, 0x3d) != 1) guest_fail("blk function does not use INTA#");
   if (line >= 24) guest_fail("Interrupt Line %u is not an IOAPIC pin", line);
   printf("INTX_LINE=%u\n", line);
   intx_pin = line;
@@ -491,22 +348,22 @@ static void intx_route(struct vdev* v) {
 }
 
 static void intx_check(struct vdev* v) {
-  printf("INTX_STATUS=%u\n", (cfg_read(v->dev, 0x04) >> 19) & 1);
+  printf("INTX_STATUS=%u\n", (pci_cfg_read(v->pci.dev, 0x04) >> 19) & 1);
   printf("INTX_IRR=%d\n", irr(INTX_VECTOR));
-  printf("INTX_ISR=%u\n", *v->isr & 1);
-  printf("INTX_STATUS_AFTER=%u\n", (cfg_read(v->dev, 0x04) >> 19) & 1);
+  printf("INTX_ISR=%u\n", *v->pci.isr & 1);
+  printf("INTX_STATUS_AFTER=%u\n", (pci_cfg_read(v->pci.dev, 0x04) >> 19) & 1);
   ioapic_write(0x10 + 2 * intx_pin, 1u << 16); /* masked again */
 }
 
 int guest_main(void) {
-  map_pci_window();
+  pci_map_window();
   uint64_t bench = cmdline_u64("bench", 0);
   if (bench) {
     struct vdev v = {0};
     v.qsize = BENCH_QSIZE;
-    for (uint32_t dev = 0; dev < 32 && !v.common; ++dev)
-      if (cfg_read(dev, 0) == 0x10421af4) setup(&v, dev, 0, 0);
-    if (!v.common) guest_fail("no virtio-blk (1af4:1042) on bus 0");
+    int dev = pci_find(VIRTIO_PCI_ID(2));
+    if (dev < 0) guest_fail("no virtio-blk (1af4:1042) on bus 0");
+    setup(&v, (uint32_t)dev, 0, 0);
     bench_blk(&v, bench);
     puts_line("VIRTIO_DONE");
     return 0x10;
@@ -516,13 +373,13 @@ int guest_main(void) {
   struct vdev blk = {0}, rng = {0};
   int have_blk = 0, have_rng = 0;
   for (uint32_t dev = 0; dev < 32; ++dev) {
-    uint32_t id = cfg_read(dev, 0);
+    uint32_t id = pci_cfg_read(dev, 0);
     if ((id & 0xffff) == 0xffff) continue;
     printf("PCI=%02x:%04x:%04x\n", dev, id & 0xffff, id >> 16);
-    if (id == 0x10421af4 && !have_blk) {
+    if (id == VIRTIO_PCI_ID(2) && !have_blk) {
       setup(&blk, dev, 0, msix ? 0x51 : 0);
       have_blk = 1;
-    } else if (id == 0x10441af4 && !have_rng) {
+    } else if (id == VIRTIO_PCI_ID(4) && !have_rng) {
       setup(&rng, dev, 1, msix ? 0x52 : 0);
       have_rng = 1;
     }
