@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import queue
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,18 +26,14 @@ import tempfile
 import threading
 import time
 
-SKIP = 77
+from guest_harness import have_kvm, qemu_command, skip
+
 OK_EXIT = (0x10 << 1) | 1
 # What the guest touches and the harness balloons (--mib), and guest RAM
 # (that plus 192 MiB); set in main().
 MIB = 64
 PAGES = MIB * 256
 RAM = 256 << 20
-
-
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
 
 
 def rss(pid):
@@ -122,20 +117,10 @@ class Qmp:
 
 class QemuVmm:
     def __init__(self, a, tmp):
-        qemu = os.environ.get("QEMU", "qemu-system-x86_64")
-        if not shutil.which(qemu):
-            skip("qemu-system-x86_64 is not installed")
-        if os.access("/dev/kvm", os.R_OK | os.W_OK):
-            accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
-        else:
-            print("note: /dev/kvm is not available; QEMU runs the guest with -accel tcg -cpu max")
-            accel = ["-accel", "tcg", "-cpu", "max"]
         sock = os.path.join(tmp, "qmp.sock")
-        cmd = [qemu, *accel, "-M", "q35", "-m", f"{RAM >> 20}M", "-smp", "1", "-display", "none",
-               "-monitor", "none", "-serial", "stdio", "-nodefaults", "-no-reboot",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", a.elf,
-               "-append", f"mib={MIB}", "-qmp", f"unix:{sock},server=on,wait=off",
-               "-device", "virtio-balloon-pci,id=balloon0,disable-legacy=on"]
+        cmd = qemu_command(a.elf, f"mib={MIB}", "-qmp", f"unix:{sock},server=on,wait=off",
+               "-device", "virtio-balloon-pci,id=balloon0,disable-legacy=on",
+               mem=f"{RAM >> 20}M")
         self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         self.qmp = Qmp(sock)
@@ -233,7 +218,7 @@ def main():
     a = ap.parse_args()
     global MIB, PAGES, RAM
     MIB, PAGES, RAM = a.mib, a.mib * 256, (a.mib + 192) << 20
-    if a.vmm == "skiff" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if a.vmm == "skiff" and not have_kvm():
         skip("/dev/kvm is not available")
 
     failures = []

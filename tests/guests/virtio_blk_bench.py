@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 # The guest's KEY=VALUE output and the skip convention, as the functional test.
-from virtio_pci_test import skip, values
+from guest_harness import skip, values
 
 BLOCK = 4096
 

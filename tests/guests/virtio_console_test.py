@@ -16,35 +16,18 @@ import argparse
 import json
 import os
 import random
-import shutil
 import string
 import subprocess
 import sys
 import tempfile
 import time
 
-SKIP = 77
+from guest_harness import have_kvm, qemu_command, skip, values
+
 OK_EXIT = (0x10 << 1) | 1
 
 
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
-
-
-def values(out, key):
-    return [l.rstrip("\r")[len(key) + 1:] for l in out.splitlines() if l.startswith(key + "=")]
-
-
 def run_qemu(a, tmp, token):
-    qemu = os.environ.get("QEMU", "qemu-system-x86_64")
-    if not shutil.which(qemu):
-        skip("qemu-system-x86_64 is not installed")
-    if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
-    else:
-        print("note: /dev/kvm is not available; QEMU runs the guest with -accel tcg -cpu max")
-        accel = ["-accel", "tcg", "-cpu", "max"]
     # -chardev pipe: QEMU uses BASE.in / BASE.out when they exist. Both
     # FIFOs are held open here (O_RDWR: no waiting for the other end), so
     # QEMU never sees end of input (which would close the port and drop the
@@ -55,13 +38,10 @@ def run_qemu(a, tmp, token):
     fin = os.open(base + ".in", os.O_RDWR)
     fout = os.open(base + ".out", os.O_RDWR | os.O_NONBLOCK)
     os.write(fin, f"{token}\n".encode())
-    cmd = [qemu, *accel, "-M", "q35", "-m", "256M", "-smp", "1", "-display", "none",
-           "-monitor", "none", "-serial", "stdio", "-nodefaults", "-no-reboot",
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", a.elf,
-           "-append", "echo=1 reset=1",
+    cmd = qemu_command(a.elf, "echo=1 reset=1",
            "-device", "virtio-serial-pci,disable-legacy=on",
            "-chardev", f"pipe,id=con0,path={base}",
-           "-device", "virtconsole,chardev=con0,nr=0"]
+           "-device", "virtconsole,chardev=con0,nr=0")
     console = b""
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -134,7 +114,7 @@ def main():
     ap.add_argument("--elf", required=True)
     ap.add_argument("--skiff")
     a = ap.parse_args()
-    if a.vmm != "qemu" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if a.vmm != "qemu" and not have_kvm():
         skip("/dev/kvm is not available")
 
     token = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(16))

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from virtio_pci_test import skip, values
+from guest_harness import skip, values
 
 SKIFF_SLOT1_GSI = "17"  # src/arch/x86/pci_irq.h: 16 + (slot 1 + INTA# 0) mod 4
 

@@ -28,16 +28,12 @@ import sys
 import threading
 import time
 
-SKIP = 77
+from guest_harness import have_kvm, qemu_binary, qemu_command, skip, values
+
 ETYPE_TX = 0x88B5  # guest -> host
 ETYPE_RX = 0x88B6  # host -> guest
 PACKET_OUTGOING = 4
 TAP = "sktap0"
-
-
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
 
 
 def frame_len(i):
@@ -59,10 +55,6 @@ def host_frame(i, seed, mac):
     n = frame_len(i)
     host_mac = bytes.fromhex("02feedc0ffee")
     return mac + host_mac + struct.pack(">H", ETYPE_RX) + payload(i, seed, n)
-
-
-def values(out, key):
-    return [l.rstrip("\r")[len(key) + 1:] for l in out.splitlines() if l.startswith(key + "=")]
 
 
 def run(cmd):
@@ -90,19 +82,10 @@ def inner(a):
 
     cmdline = f"frames={frames} seed={seed}"
     if a.vmm == "qemu":
-        qemu = os.environ.get("QEMU", "qemu-system-x86_64")
-        if os.access("/dev/kvm", os.R_OK | os.W_OK):
-            accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
-        else:
-            print("note: /dev/kvm is not available; QEMU runs the guest with -accel tcg -cpu max")
-            accel = ["-accel", "tcg", "-cpu", "max"]
-        cmd = [qemu, *accel, "-M", "q35", "-m", "256M", "-smp", "1", "-display", "none",
-               "-monitor", "none", "-serial", "stdio", "-nodefaults", "-no-reboot",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-kernel", a.elf, "-append", cmdline,
+        cmd = qemu_command(a.elf, cmdline,
                "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,"
                f"vhost={'on' if a.vhost else 'off'}",
-               "-device", f"virtio-net-pci,netdev=n0,disable-legacy=on,mac={mac_text},romfile="]
+               "-device", f"virtio-net-pci,netdev=n0,disable-legacy=on,mac={mac_text},romfile=")
     else:
         cmd = [a.skiff, "--kernel", a.elf, "--cmdline", cmdline, "--serial", "tty",
                "--cpus", "boot=1", "--net",
@@ -205,10 +188,10 @@ def main():
     if a.inner:
         return inner(a)
 
-    if a.vmm == "skiff" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if a.vmm == "skiff" and not have_kvm():
         skip("/dev/kvm is not available")
-    if a.vmm == "qemu" and not shutil.which(os.environ.get("QEMU", "qemu-system-x86_64")):
-        skip("qemu-system-x86_64 is not installed")
+    if a.vmm == "qemu":
+        qemu_binary()  # a skip when it is missing
     if os.geteuid() != 0:
         skip("needs root to create a network namespace and a tap")
     if not os.path.exists("/dev/net/tun"):

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+from guest_harness import skip, values
+
 DISK_BYTES = 64 * 1024
 QSD = "/usr/bin/qemu-storage-daemon"
 # GET_ID of QEMU's vhost-user-blk export: a fixed string, not configurable.
@@ -45,15 +46,6 @@ def fnv1a64(data):
 def pattern(seed):
     """What virtio_blk.c writes to sectors 8-15."""
     return bytes((i * 7 + seed + (i >> 9)) & 0xFF for i in range(4096))
-
-
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
-
-
-def values(out, key):
-    return [l.rstrip("\r")[len(key) + 1:] for l in out.splitlines() if l.startswith(key + "=")]
 
 
 def main():

@@ -28,24 +28,15 @@ Exit 0 pass, 1 fail, 77 skipped.
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guests"))
+from guest_harness import fail, have_kvm, qemu_command, skip  # noqa: E402
+
 OK_EXIT = (0x10 << 1) | 1
 POOL = "/sys/kernel/mm/hugepages/hugepages-2048kB"
-
-
-def skip(why):
-    print(f"skipped: {why}")
-    sys.exit(SKIP)
-
-
-def fail(why):
-    print(f"FAIL: {why}")
-    sys.exit(1)
 
 
 def walk_ok(out, where):
@@ -63,20 +54,10 @@ def read_pool(name):
 
 
 def qemu_ref(a):
-    qemu = os.environ.get("QEMU", "qemu-system-x86_64")
-    if not shutil.which(qemu):
-        skip("qemu-system-x86_64 is not installed")
-    if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        accel = ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
-    else:
-        print("note: /dev/kvm is not available; QEMU runs the guest with -accel tcg -cpu max")
-        accel = ["-accel", "tcg", "-cpu", "max"]
     def run(backend, where):
-        cmd = [qemu, *accel, "-M", "microvm,memory-backend=ram", "-m", "256M",
-               "-object", f"memory-backend-memfd,id=ram,size=256M,share=on{backend}",
-               "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
-               "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-kernel", a.elf, "-append", "mib=64 steps=200000"]
+        cmd = qemu_command(a.elf, "mib=64 steps=200000", "-object",
+                           f"memory-backend-memfd,id=ram,size=256M,share=on{backend}",
+                           machine="microvm,memory-backend=ram")
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if r.returncode != OK_EXIT:
             fail(f"{where}: exit status {r.returncode} (want {OK_EXIT})\n{r.stdout}\n{r.stderr}")
@@ -171,7 +152,7 @@ def hugepages(a):
 
 
 def need_kvm():
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+    if not have_kvm():
         skip("no /dev/kvm: skiff cannot run the guest here")
 
 
