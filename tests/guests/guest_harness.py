@@ -52,3 +52,13 @@ def qemu_command(elf, append, *extra, machine="q35", mem="256M", qemu=None):
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
             "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-kernel", elf, "-append", append, *extra]
+
+
+def verdict(failures):
+    """Prints every failure and PASS when there is none; the exit code."""
+    for f in failures:
+        print(f"FAIL: {f}")
+    if failures:
+        return 1
+    print("PASS")
+    return 0

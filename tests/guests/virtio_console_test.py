@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from guest_harness import have_kvm, qemu_command, skip, values
+from guest_harness import have_kvm, qemu_command, skip, values, verdict
 
 OK_EXIT = (0x10 << 1) | 1
 
@@ -160,12 +160,7 @@ def main():
         print("--- events ---")
         for e in events:
             print(json.dumps(e))
-    for f in failures:
-        print(f"FAIL: {f}")
-    if failures:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from guest_harness import skip, values
+from guest_harness import skip, values, verdict
 
 SKIFF_SLOT1_GSI = "17"  # src/arch/x86/pci_irq.h: 16 + (slot 1 + INTA# 0) mod 4
 
@@ -67,12 +67,7 @@ def main():
     if p.returncode != (0x10 << 1) | 1:
         failures.append(f"exit status {p.returncode}, want 33")
     print(out)
-    for f in failures:
-        print(f"FAIL: {f}")
-    if failures:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failures)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from guest_harness import have_kvm, qemu_binary, qemu_command, skip, values
+from guest_harness import have_kvm, qemu_binary, qemu_command, skip, values, verdict
 
 ETYPE_TX = 0x88B5  # guest -> host
 ETYPE_RX = 0x88B6  # host -> guest
@@ -164,12 +164,7 @@ def inner(a):
         # the VMM's exit, so it includes the VMM's shutdown.
         print(f"RATE tx_frames_per_s={(frames - 1) / max(t_last - t_first, 1e-9):.0f} "
               f"rx_frames_per_s={frames / max(t_exit - t_send, 1e-9):.0f}")
-    if failures:
-        for f in failures:
-            print(f"FAIL: {f}")
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failures)
 
 
 def main():
