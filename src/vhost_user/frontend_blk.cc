@@ -47,40 +47,48 @@ uint16_t load_index(const uint16_t* p) {
 
 }  // namespace
 
-Result<std::unique_ptr<VhostUserBlock>> VhostUserBlock::create(const VhostUserBlkOptions& o) {
-  auto conn = SKIFF_TRY(VhostUserFrontend::connect(o.socket, o.timeout));
-  uint64_t features = SKIFF_TRY(conn->get_features());
+Result<VhostUserBlock::Negotiated> VhostUserBlock::negotiate(VhostUserFrontend& conn) {
+  const std::string& socket = conn.path();
+  uint64_t features = SKIFF_TRY(conn.get_features());
   // skiff's virtio-pci offers these to every driver (VirtioDevice adds
   // them); a back end without them cannot honour what the driver accepts.
   if (uint64_t missing = virtio::kCommonFeatures & ~features; missing != 0)
     return fail(
         "vhost-user back end {} does not offer features {:#x} (VERSION_1, EVENT_IDX, "
         "INDIRECT_DESC), which skiff's virtio-pci needs",
-        o.socket, missing);
+        socket, missing);
   bool protocol = (features & feature_bit(kFeatureProtocolFeatures)) != 0;
   uint64_t proto = 0;
   if (protocol) {
-    proto = SKIFF_TRY(conn->get_protocol_features()) & kFrontendProtocolFeatures;
-    SKIFF_TRY_VOID(conn->set_protocol_features(proto));
+    proto = SKIFF_TRY(conn.get_protocol_features()) & kFrontendProtocolFeatures;
+    SKIFF_TRY_VOID(conn.set_protocol_features(proto));
   }
   if (!(proto & (1ull << kProtocolConfig)))
     return fail(
         "vhost-user back end {} does not support VHOST_USER_PROTOCOL_F_CONFIG; skiff "
         "needs it to read the disk's capacity",
-        o.socket);
-  SKIFF_TRY_VOID(conn->set_owner());
-
+        socket);
+  SKIFF_TRY_VOID(conn.set_owner());
   uint64_t max_queues = 1;
   if ((proto & (1ull << kProtocolMq)) && (features & feature_bit(VIRTIO_BLK_F_MQ)))
-    max_queues = std::clamp<uint64_t>(SKIFF_TRY(conn->get_queue_num()), 1, 64);
+    max_queues = std::clamp<uint64_t>(SKIFF_TRY(conn.get_queue_num()), 1, 64);
+  return Negotiated{features, protocol, static_cast<uint16_t>(max_queues)};
+}
+
+Result<std::unique_ptr<VhostUserBlock>> VhostUserBlock::create(const VhostUserBlkOptions& o) {
+  auto conn = SKIFF_TRY(VhostUserFrontend::connect(o.socket, o.timeout));
+  Negotiated n = SKIFF_TRY(negotiate(*conn));
+  uint64_t features = n.features;
+  uint16_t max_queues = n.max_queues;
   uint16_t num = o.num_queues;
-  if (num == 0) num = static_cast<uint16_t>(std::clamp<uint64_t>(o.default_queues, 1, max_queues));
+  if (num == 0) num = std::clamp<uint16_t>(o.default_queues, 1, max_queues);
   if (num > max_queues)
     return fail("num_queues={} but vhost-user back end {} serves at most {}", num, o.socket,
                 max_queues);
 
   std::unique_ptr<VhostUserBlock> dev(new VhostUserBlock(
-      std::move(conn), features, features & kPassedBlkFeatures, protocol, num, o.queue_size));
+      std::move(conn), features, features & kPassedBlkFeatures, n.protocol, num, o.queue_size));
+  dev->timeout_ = o.timeout;
   for (auto& r : dev->rings_) {
     r.kick = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
     r.call = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
@@ -189,7 +197,32 @@ void VhostUserBlock::stop_rings() {
   if (!first) LOG_WARN("vhost-user-blk {}: {}", conn_->path(), first.error().what());
 }
 
+Result<> VhostUserBlock::reconnect() {
+  auto conn = SKIFF_TRY(VhostUserFrontend::connect(conn_->path(), timeout_));
+  Negotiated n = SKIFF_TRY(negotiate(*conn));
+  // The driver already negotiated with the old back end's device: the new
+  // one must be the same device.
+  if (n.features != backend_features_ || n.protocol != protocol_features_)
+    return fail("the back end came back with features {:#x} instead of {:#x}", n.features,
+                backend_features_);
+  if (n.max_queues < num_queues())
+    return fail("the back end came back serving {} queues instead of {}", n.max_queues,
+                num_queues());
+  conn_ = std::move(conn);
+  return {};
+}
+
 void VhostUserBlock::on_reset() {
+  if (conn_->peer_closed()) {
+    // The back end went away (it is restarted by whoever runs it): its
+    // rings died with it, so there is nothing to stop. Try the socket again
+    // so the driver's re-initialisation finds a working device.
+    for (auto& r : rings_) r.started = false;
+    if (auto r = reconnect(); !r)
+      LOG_WARN("vhost-user-blk {}: reconnecting: {}", conn_->path(), r.error().what());
+    else
+      LOG_INFO("vhost-user-blk {}: reconnected to the back end", conn_->path());
+  }
   stop_rings();
   for (auto& r : rings_) {
     (void)r.call.consume();
@@ -203,7 +236,9 @@ void VhostUserBlock::on_reset() {
 
 Result<> VhostUserBlock::handle_queue(uint16_t index, virtio::Queue& queue) {
   Ring& r = rings_[index];
-  if (index == 0 && conn_->peer_closed())
+  // The socket's hang-up wakes queue 0 (backend_events); checking on every
+  // queue also covers a reconnected socket, which the transport does not watch.
+  if (conn_->peer_closed())
     return fail("vhost-user back end {} closed the connection", conn_->path());
   if (r.err.consume() != 0)
     return fail("vhost-user back end {} reported an error on ring {}", conn_->path(), index);

@@ -35,8 +35,13 @@
 //
 // A back end that dies or fails: its socket hang-up (watched on queue 0's
 // thread) or a write to a ring's err fd puts the device into NEEDS_RESET
-// with one log line; skiff keeps running and the guest's later reset gets
-// an error back from activation (no reconnection yet).
+// with one log line; skiff keeps running. The driver's device reset then
+// reconnects to the same socket if a back end with the same features
+// listens there again (a restarted qemu-storage-daemon), so re-initialising
+// the device works; otherwise activation fails again (NEEDS_RESET). After
+// a reconnection the new socket is not in the transport's epoll set (it is
+// fixed at start), so a second death is noticed at the next notification
+// or reset instead of at once.
 #pragma once
 
 #include <atomic>
@@ -97,6 +102,15 @@ class VhostUserBlock final : public virtio::VirtioDevice {
     const uint16_t* used_idx = nullptr;
     uint16_t kicked_avail = 0;  // the avail idx the back end was last kicked for
   };
+  // What a back end offers, read by create() and again by reconnect().
+  struct Negotiated {
+    uint64_t features;
+    bool protocol;  // VHOST_USER_F_PROTOCOL_FEATURES offered (and so used)
+    uint16_t max_queues;
+  };
+  [[nodiscard]] static Result<Negotiated> negotiate(VhostUserFrontend& conn);
+  // A new connection to the same socket after the back end hung up.
+  [[nodiscard]] Result<> reconnect();
   VhostUserBlock(std::unique_ptr<VhostUserFrontend> conn, uint64_t backend_features,
                  uint64_t offered, bool protocol_features, uint16_t num_queues,
                  uint16_t queue_size);
@@ -107,6 +121,7 @@ class VhostUserBlock final : public virtio::VirtioDevice {
   std::unique_ptr<VhostUserFrontend> conn_;
   uint64_t backend_features_;
   bool protocol_features_;  // VHOST_USER_F_PROTOCOL_FEATURES negotiated
+  std::chrono::milliseconds timeout_ = VhostUserFrontend::kDefaultTimeout;
   std::vector<Ring> rings_;
 };
 

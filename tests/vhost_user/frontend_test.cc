@@ -132,6 +132,7 @@ class TestTransport {
     return true;
   }
   int used_irqs() const { return used_irqs_; }
+  std::mutex device_mu;  // the transport's lock: held around process_queue and status writes
   int config_irqs() const { return config_irqs_; }
 
  private:
@@ -150,6 +151,9 @@ class TestTransport {
       for (int i = 0; i < n; ++i) {
         uint32_t t = evs[i].data.u32;
         if (t == kStop) return;
+        // As VirtioPciDevice: queue processing and register writes (status:
+        // activate/reset) never run at the same time.
+        std::lock_guard l(device_mu);
         if (t >= kBackend) {
           dev_.process_queue(events_[t - kBackend].queue);
           continue;
@@ -195,6 +199,7 @@ class BackendProcess {
               "--socket",      sock,
               "--disk",        "path=" + image + ",num_queues=2,serial=frontend-test"};
     }
+    std::filesystem::remove(sock);  // a killed back end leaves its socket file behind
     pid_ = ::fork();
     if (pid_ == 0) {
       std::vector<char*> argv;
@@ -203,12 +208,21 @@ class BackendProcess {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
-    // Ready when the socket accepts a connection... which would take the
-    // back end's only connection slot; the socket file appearing is enough.
-    for (int i = 0; i < 500 && !std::filesystem::exists(sock); ++i)
-      std::this_thread::sleep_for(10ms);
+    // Ready when a connection is accepted (the file exists between bind and
+    // listen already). Both back ends serve the next front end after this
+    // probe hangs up.
+    for (int i = 0; i < 500 && !accepts(sock); ++i) std::this_thread::sleep_for(10ms);
   }
   ~BackendProcess() { kill(SIGTERM); }
+  static bool accepts(const std::string& sock) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, sock.c_str(), sizeof a.sun_path - 1);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+  }
   void kill(int sig) {
     if (pid_ <= 0) return;
     ::kill(pid_, sig);
@@ -250,6 +264,12 @@ class FrontendTest : public ::testing::TestWithParam<Backend> {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
+  // A driver's status write, under the transport's lock.
+  void status(uint8_t value) {
+    std::lock_guard l(transport_->device_mu);
+    dev_->set_status(value);
+  }
+
   // Connects, negotiates every offered feature and starts both queues.
   void start_device(uint16_t num_queues = 2) {
     VhostUserBlkOptions o;
@@ -262,18 +282,17 @@ class FrontendTest : public ::testing::TestWithParam<Backend> {
     dev_ = std::move(*dev);
     dev_->set_memory(&guest_.mem);
     transport_ = std::make_unique<TestTransport>(*dev_);
-    dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
     dev_->set_driver_features(dev_->device_features());
-    dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver |
-                     virtio::kStatusFeaturesOk);
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
     ASSERT_TRUE(dev_->status() & virtio::kStatusFeaturesOk);
     for (uint16_t q = 0; q < dev_->num_queues(); ++q) {
       drivers_.push_back(
           std::make_unique<Driver>(guest_, kQueueSize, SharedGuest::kRamBase + q * 0x80000ull));
       drivers_.back()->configure(*dev_->queue(q));
     }
-    dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver |
-                     virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+           virtio::kStatusDriverOk);
     ASSERT_TRUE(dev_->activated());
     ASSERT_FALSE(dev_->needs_reset());
   }
@@ -387,17 +406,17 @@ TEST_P(FrontendTest, GetIdAnswersTheBackEndsSerial) {
 TEST_P(FrontendTest, ResetStopsTheRingsAndTheDeviceRestarts) {
   start_device();
   ASSERT_EQ(request(0, VIRTIO_BLK_T_IN, 0, {}, 512).status, VIRTIO_BLK_S_OK);
-  dev_->set_status(0);  // GET_VRING_BASE on every started ring
+  status(0);  // GET_VRING_BASE on every started ring
   EXPECT_FALSE(dev_->activated());
   EXPECT_EQ(dev_->status(), 0);
   // A driver starting over: new rings, same connection.
   for (auto& d : drivers_) d->restart();
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
   dev_->set_driver_features(dev_->device_features());
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
   for (uint16_t q = 0; q < 2; ++q) drivers_[q]->configure(*dev_->queue(q));
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-                   virtio::kStatusDriverOk);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+         virtio::kStatusDriverOk);
   ASSERT_TRUE(dev_->activated());
   Done d = request(1, VIRTIO_BLK_T_IN, 3, {}, 512);
   ASSERT_EQ(d.status, VIRTIO_BLK_S_OK);
@@ -421,16 +440,39 @@ TEST_P(FrontendTest, BackEndKilledMidRunMarksNeedsResetAndSkiffCarriesOn) {
   EXPECT_TRUE(transport_->wait_for([&] { return transport_->config_irqs() > config_irqs; }, 1s))
       << "no config-change interrupt for DEVICE_NEEDS_RESET";
   // The driver resets; the dead back end makes re-activation fail cleanly.
-  dev_->set_status(0);
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+  status(0);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
   dev_->set_driver_features(dev_->device_features());
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
   drivers_[0]->restart();
   drivers_[0]->configure(*dev_->queue(0));
-  dev_->set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-                   virtio::kStatusDriverOk);
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+         virtio::kStatusDriverOk);
   EXPECT_FALSE(dev_->activated());
   EXPECT_TRUE(dev_->needs_reset());
+}
+
+TEST_P(FrontendTest, RestartedBackEndIsReconnectedAtTheDriversReset) {
+  start_device();
+  ASSERT_EQ(request(0, VIRTIO_BLK_T_IN, 0, {}, 512).status, VIRTIO_BLK_S_OK);
+  backend_->kill(SIGKILL);
+  ASSERT_TRUE(transport_->wait_for([&] { return dev_->needs_reset(); }, 3s));
+  backend_ = std::make_unique<BackendProcess>(GetParam(), image_, sock_);
+  // The driver's recovery: reset, then the whole initialisation again.
+  status(0);
+  for (auto& d : drivers_) d->restart();
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+  dev_->set_driver_features(dev_->device_features());
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+  for (uint16_t q = 0; q < 2; ++q) drivers_[q]->configure(*dev_->queue(q));
+  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+         virtio::kStatusDriverOk);
+  ASSERT_TRUE(dev_->activated());
+  ASSERT_FALSE(dev_->needs_reset());
+  Done d = request(1, VIRTIO_BLK_T_IN, 5, {}, 512);
+  ASSERT_EQ(d.status, VIRTIO_BLK_S_OK);
+  auto got = guest_.host(d.data_gpa, 512);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), host_data_.begin() + 5 * 512));
 }
 
 TEST_P(FrontendTest, PrivateGuestMemoryIsRefusedAtActivation) {
