@@ -26,8 +26,7 @@ Result<std::vector<std::string_view>> split_top_level(std::string_view option,
 }
 
 Result<KvMap> parse_kv(std::string_view option, std::string_view value,
-                       std::initializer_list<std::string_view> allowed,
-                       std::string_view bare_key) {
+                       std::initializer_list<std::string_view> allowed, std::string_view bare_key) {
   KvMap out;
   auto items = SKIFF_TRY(split_top_level(option, value));
   for (std::string_view item : items) {
@@ -75,11 +74,24 @@ Result<uint64_t> parse_size(std::string_view option, std::string_view text) {
   }
   if (!digits.empty()) {
     switch (digits.back()) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      default: break;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        break;
     }
     if (shift != 0) digits.remove_suffix(1);
   }

@@ -66,24 +66,26 @@ kvm_fpu initial_fpu() {
 
 Machine::Machine(VmConfig config) : config_(std::move(config)) {}
 
-Machine::~Machine() { teardown(); }
+Machine::~Machine() {
+  teardown();
+}
 
 std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConfig& config,
-                                                                     VirtioEventSink device_events) {
+                                                                    VirtioEventSink device_events) {
   auto config_error = [](const Error& e) { return std::unexpected(StartError{kExitUsage, e}); };
   auto host_error = [](const Error& e) { return std::unexpected(StartError{kExitHostError, e}); };
 
   if (config.boot_cpus == 0 || config.boot_cpus > kMaxVcpus)
-    return config_error({fmt::format("--cpus: boot={} is out of range [1, {}]", config.boot_cpus,
-                                     kMaxVcpus)});
+    return config_error(
+        {fmt::format("--cpus: boot={} is out of range [1, {}]", config.boot_cpus, kMaxVcpus)});
   // --cpus max/topology/affinity and --numa, against the host's CPUs.
   if (auto r = validate_cpu_placement(config); !r) return config_error(r.error());
   if (config.memory_size < kMinMemory)
     return config_error({fmt::format("--memory: size={} is below the minimum of {} MiB",
                                      config.memory_size, kMinMemory >> 20)});
   if (config.memory_size % 4096 != 0)
-    return config_error({fmt::format("--memory: size={} is not a multiple of 4 KiB",
-                                     config.memory_size)});
+    return config_error(
+        {fmt::format("--memory: size={} is not a multiple of 4 KiB", config.memory_size)});
 
   // --serial is checked again where the port is built; here so a bad value
   // is a usage error on a host without /dev/kvm too.
@@ -110,12 +112,12 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   auto sys = kvm::System::open();
   if (!sys) return host_error(sys.error());
   m->kvm_ = std::move(*sys);
-  for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-                           std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-                           std::pair{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-                           std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-                           std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-                           std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
+  for (auto [cap, name] :
+       {std::pair{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+        std::pair{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        std::pair{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+        std::pair{KVM_CAP_PIT2, "KVM_CAP_PIT2"}, std::pair{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+        std::pair{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"}}) {
     if (auto r = m->kvm_.require_extension(cap, name); !r) return host_error(r.error());
   }
   int max_vcpus = m->kvm_.check_extension(KVM_CAP_MAX_VCPUS);
@@ -128,9 +130,10 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
   auto topo = vcpu_topology(config);
   uint32_t top_apic_id = x86::apic_id(topo, config.effective_max_cpus() - 1);
   if (max_vcpu_id > 0 && top_apic_id >= static_cast<uint32_t>(max_vcpu_id))
-    return config_error({fmt::format("--cpus: the topology gives APIC ID {}, above this host's "
-                                     "KVM limit of {}",
-                                     top_apic_id, max_vcpu_id - 1)});
+    return config_error(
+        {fmt::format("--cpus: the topology gives APIC ID {}, above this host's "
+                     "KVM limit of {}",
+                     top_apic_id, max_vcpu_id - 1)});
   auto cpuid = m->kvm_.supported_cpuid();
   if (!cpuid) return host_error(cpuid.error());
   m->supported_cpuid_ = std::move(*cpuid);
@@ -147,9 +150,9 @@ std::expected<std::unique_ptr<Machine>, StartError> Machine::create(const VmConf
 
   // PCI host bridge and the virtio-pci devices (--disk, --rng).
   m->pci_plumbing_ = std::make_unique<VmPlumbing>(m->vm_mu_, m->vm_);
-  auto pci = PciDevices::create(config, m->ram_.memory(), m->pio_, m->mmio_, *m->pci_plumbing_,
-                                [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); },
-                                std::move(device_events));
+  auto pci = PciDevices::create(
+      config, m->ram_.memory(), m->pio_, m->mmio_, *m->pci_plumbing_,
+      [self](uint32_t gsi, bool level) { self->set_irq(gsi, level); }, std::move(device_events));
   if (!pci) return config_error(pci.error());
   m->pci_ = std::move(*pci);
 
@@ -222,8 +225,8 @@ Result<> Machine::build() {
   //    (CPU hotplug itself is not implemented yet).
   x86::CpuidOptions cpuid_options;
   cpuid_options.tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-  VcpuContext ctx{&pio_, &mmio_, &mem, &stopping_, &pause_gate_,
-                  [this](Outcome o) { stop(std::move(o)); }};
+  VcpuContext ctx{&pio_,      &mmio_,       &mem,
+                  &stopping_, &pause_gate_, [this](Outcome o) { stop(std::move(o)); }};
   for (uint32_t i = 0; i < config_.boot_cpus; ++i) {
     // The KVM vCPU id is the initial APIC ID; vCPU 0 (APIC ID 0) is the BSP.
     kvm::Vcpu vcpu = SKIFF_TRY(vm_->create_vcpu(x86::apic_id(topology, i)));
@@ -242,8 +245,8 @@ Result<> Machine::build() {
       SKIFF_TRY_VOID(vcpu.set_fpu(initial_fpu()));
     }
     std::lock_guard control(control_mu_);
-    vcpus_.push_back(std::make_unique<VcpuRunner>(
-        std::move(vcpu), ctx, VcpuPlacement{i, vcpu_host_cpus(config_, i)}));
+    vcpus_.push_back(std::make_unique<VcpuRunner>(std::move(vcpu), ctx,
+                                                  VcpuPlacement{i, vcpu_host_cpus(config_, i)}));
   }
   return {};
 }
@@ -306,7 +309,10 @@ Result<> Machine::pause() {
   if (!running_ || stopping_) return fail("cannot pause: the VM is not running");
   if (pause_gate_.paused()) return fail("cannot pause: the VM is already paused");
   bool parked = pause_gate_.pause(
-      static_cast<unsigned>(vcpus_.size()), [this] { for (auto& v : vcpus_) v->kick(); },
+      static_cast<unsigned>(vcpus_.size()),
+      [this] {
+        for (auto& v : vcpus_) v->kick();
+      },
       stopping_);
   if (!parked) return fail("cannot pause: the VM stopped");
   // Freeze the guest's view of time: kvmclock resumes from this value.
@@ -350,11 +356,19 @@ std::optional<uint64_t> Machine::balloon_actual_bytes() const {
   return pci_->balloon()->actual_bytes();
 }
 
-void Machine::press_power_button() { devices_->press_power_button(); }
+void Machine::press_power_button() {
+  devices_->press_power_button();
+}
 
-void Machine::request_poweroff() { stop(Outcome{StopReason::kPoweroff, 0, {}}); }
-void Machine::request_reset() { stop(Outcome{StopReason::kReset, 0, {}}); }
-void Machine::request_exit(int status) { stop(Outcome{StopReason::kDebugExit, status, {}}); }
+void Machine::request_poweroff() {
+  stop(Outcome{StopReason::kPoweroff, 0, {}});
+}
+void Machine::request_reset() {
+  stop(Outcome{StopReason::kReset, 0, {}});
+}
+void Machine::request_exit(int status) {
+  stop(Outcome{StopReason::kDebugExit, status, {}});
+}
 
 void Machine::set_irq(uint32_t gsi, bool level) {
   std::shared_lock lock(vm_mu_);

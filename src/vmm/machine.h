@@ -6,13 +6,13 @@
 #pragma once
 
 #include <atomic>
-#include <map>
-#include <string>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <string>
 #include <vector>
 
 #include "arch/x86/boot_loader.h"

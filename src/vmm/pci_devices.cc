@@ -20,8 +20,8 @@
 #include "vhost_user/frontend_blk.h"
 #include "virtio/devices/balloon.h"
 #include "virtio/devices/blk.h"
-#include "virtio/devices/net.h"
 #include "virtio/devices/console.h"
+#include "virtio/devices/net.h"
 #include "virtio/devices/rng.h"
 #include "virtio/transport/pci/virtio_pci.h"
 #include "vmm/machine_devices.h"
@@ -123,8 +123,8 @@ class VirtioWorker {
     // Backend fds (virtio::BackendEvent), edge-triggered; the device drains them.
     w->backend_ = w->dev_->device().backend_events();
     for (size_t i = 0; i < w->backend_.size(); ++i)
-      SKIFF_TRY_VOID(w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i),
-                              EPOLLIN | EPOLLET));
+      SKIFF_TRY_VOID(
+          w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i), EPOLLIN | EPOLLET));
     w->thread_ = std::thread([p = w.get()] { p->run(); });
     return w;
   }
@@ -212,9 +212,11 @@ static Result<std::unique_ptr<virtio::VirtioDevice>> make_vhost_user_disk(const 
 
 // --- PciDevices
 
-Result<std::unique_ptr<PciDevices>> PciDevices::create(
-    const VmConfig& config, const GuestMemory& mem, Bus& pio, Bus& mmio, VmPlumbing& plumbing,
-    std::function<void(uint32_t, bool)> set_irq, VirtioEventSink device_events) {
+Result<std::unique_ptr<PciDevices>> PciDevices::create(const VmConfig& config,
+                                                       const GuestMemory& mem, Bus& pio, Bus& mmio,
+                                                       VmPlumbing& plumbing,
+                                                       std::function<void(uint32_t, bool)> set_irq,
+                                                       VirtioEventSink device_events) {
   std::unique_ptr<PciDevices> p(new PciDevices(pio, mmio));
   p->device_events_ = std::move(device_events);
   // 32-bit BARs in the hole below the ECAM; 64-bit prefetchable ones
@@ -251,8 +253,7 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
       continue;
     }
     std::string what = fmt::format("--disk path={}", d.path);
-    auto image =
-        open_image(d.path, OpenImageOptions{.read_only = d.read_only, .direct = d.direct});
+    auto image = open_image(d.path, OpenImageOptions{.read_only = d.read_only, .direct = d.direct});
     if (!image) return context(image.error(), what);
     virtio::BlkOptions opts;
     opts.serial = d.serial.empty() ? d.id : d.serial;
@@ -294,11 +295,11 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(
   }
   if (config.balloon) {
     const BalloonConfig& b = *config.balloon;
-    auto balloon = virtio::VirtioBalloon::create(
-        {.initial_target_bytes = b.size,
-         .deflate_on_oom = b.deflate_on_oom,
-         .free_page_reporting = b.free_page_reporting,
-         .stats_interval_s = b.statistics_polling_interval});
+    auto balloon =
+        virtio::VirtioBalloon::create({.initial_target_bytes = b.size,
+                                       .deflate_on_oom = b.deflate_on_oom,
+                                       .free_page_reporting = b.free_page_reporting,
+                                       .stats_interval_s = b.statistics_polling_interval});
     if (!balloon) return context(balloon.error(), "--balloon");
     virtio::VirtioBalloon* raw = balloon->get();  // owned by its VirtioPciDevice
     auto dev = make(std::move(*balloon));

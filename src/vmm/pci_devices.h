@@ -45,7 +45,7 @@ class PciRoot;
 namespace virtio {
 class VirtioPciDevice;
 class VirtioBalloon;
-}
+}  // namespace virtio
 class PciIntxRouter;
 class VirtioWorker;
 class CharBackend;

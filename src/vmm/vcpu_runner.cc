@@ -19,17 +19,28 @@ void on_kick(int) {}
 
 const char* exit_name(uint32_t reason) {
   switch (reason) {
-    case KVM_EXIT_UNKNOWN: return "unknown";
-    case KVM_EXIT_EXCEPTION: return "exception";
-    case KVM_EXIT_HYPERCALL: return "hypercall";
-    case KVM_EXIT_DEBUG: return "debug";
-    case KVM_EXIT_HLT: return "hlt";
-    case KVM_EXIT_IRQ_WINDOW_OPEN: return "irq window open";
-    case KVM_EXIT_NMI: return "nmi";
-    case KVM_EXIT_TPR_ACCESS: return "tpr access";
-    case KVM_EXIT_X86_RDMSR: return "rdmsr";
-    case KVM_EXIT_X86_WRMSR: return "wrmsr";
-    default: return "other";
+    case KVM_EXIT_UNKNOWN:
+      return "unknown";
+    case KVM_EXIT_EXCEPTION:
+      return "exception";
+    case KVM_EXIT_HYPERCALL:
+      return "hypercall";
+    case KVM_EXIT_DEBUG:
+      return "debug";
+    case KVM_EXIT_HLT:
+      return "hlt";
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return "irq window open";
+    case KVM_EXIT_NMI:
+      return "nmi";
+    case KVM_EXIT_TPR_ACCESS:
+      return "tpr access";
+    case KVM_EXIT_X86_RDMSR:
+      return "rdmsr";
+    case KVM_EXIT_X86_WRMSR:
+      return "wrmsr";
+    default:
+      return "other";
   }
 }
 
@@ -45,7 +56,8 @@ std::string internal_error(const kvm_run& run) {
     return s;
   }
   const char* what = "internal error";
-  if (run.internal.suberror == KVM_INTERNAL_ERROR_SIMUL_EX) what = "exception while delivering an exception";
+  if (run.internal.suberror == KVM_INTERNAL_ERROR_SIMUL_EX)
+    what = "exception while delivering an exception";
   if (run.internal.suberror == KVM_INTERNAL_ERROR_DELIVERY_EV) what = "event delivery failed";
   return fmt::format("KVM internal error {} ({})", run.internal.suberror, what);
 }
@@ -81,7 +93,8 @@ void VcpuRunner::start() {
 }
 
 void VcpuRunner::kick() {
-  if (vcpu_.run_data() != nullptr) __atomic_store_n(&vcpu_.run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (vcpu_.run_data() != nullptr)
+    __atomic_store_n(&vcpu_.run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
   if (thread_.joinable() && running_) pthread_kill(thread_.native_handle(), kKickSignal);
 }
 
@@ -158,8 +171,12 @@ bool VcpuRunner::handle_exit() {
     case KVM_EXIT_SYSTEM_EVENT: {
       Outcome o;
       switch (run->system_event.type) {
-        case KVM_SYSTEM_EVENT_SHUTDOWN: o.reason = StopReason::kPoweroff; break;
-        case KVM_SYSTEM_EVENT_RESET: o.reason = StopReason::kReset; break;
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+          o.reason = StopReason::kPoweroff;
+          break;
+        case KVM_SYSTEM_EVENT_RESET:
+          o.reason = StopReason::kReset;
+          break;
         default:
           fail(fmt::format("guest system event {}", run->system_event.type));
           return false;
@@ -168,7 +185,8 @@ bool VcpuRunner::handle_exit() {
       return false;
     }
     default:
-      fail(fmt::format("unhandled KVM exit {} ({})", run->exit_reason, exit_name(run->exit_reason)));
+      fail(
+          fmt::format("unhandled KVM exit {} ({})", run->exit_reason, exit_name(run->exit_reason)));
       return false;
   }
 }

@@ -15,7 +15,7 @@ namespace skiff::cli {
 
 struct VhostDiskOptions {
   std::string path;
-  std::string format;  // "" = probe, "raw", "qcow2"
+  std::string format;   // "" = probe, "raw", "qcow2"
   bool direct = false;  // O_DIRECT (raw images only)
   virtio::BlkOptions blk;
 };
