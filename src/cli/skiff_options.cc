@@ -271,9 +271,10 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "Serve the REST API (Cloud Hypervisor's) on a Unix socket: path=PATH, or fd=N "
                  "for an already-listening socket inherited from the parent")
       ->type_name("path=PATH|fd=N");
-  app.add_option("--event-monitor", o.event_monitor,
-                 "Write one JSON object per lifecycle event (booting, booted, pausing, paused, "
-                 "resumed, shutdown, reboot, virtio-device activated/reset, ...) to path=PATH or fd=N")
+  app.add_option(
+         "--event-monitor", o.event_monitor,
+         "Write one JSON object per lifecycle event (booting, booted, pausing, paused, "
+         "resumed, shutdown, reboot, virtio-device activated/reset, ...) to path=PATH or fd=N")
       ->type_name("path=PATH|fd=N");
   app.add_option("--log-file", o.log_file, "Write skiff's log to PATH instead of stderr")
       ->type_name("PATH");

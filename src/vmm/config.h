@@ -113,7 +113,7 @@ struct VmConfig {
   std::optional<RngConfig> rng;
   std::optional<ConsoleConfig> console;  // after the RNG in slot order
   std::optional<BalloonConfig> balloon;  // last in slot order
-  std::vector<NetConfig> nets;  // after the disks in slot order
+  std::vector<NetConfig> nets;           // after the disks in slot order
 };
 
 inline constexpr uint32_t kMaxVcpus = 255;  // xAPIC IDs in the MADT are 8 bits
