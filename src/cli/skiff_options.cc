@@ -214,8 +214,9 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
   RawOptions o;
   CLI::App app{
       "skiff: a KVM virtual machine monitor. Boots a Linux bzImage, a PVH ELF or a "
-      "Multiboot kernel on an x86-64 machine with ACPI, a 16550 serial port and an "
-      "in-kernel interrupt controller.",
+      "Multiboot kernel on an x86-64 machine with ACPI, a 16550 serial port, an "
+      "in-kernel interrupt controller and virtio devices on PCI (disk, net, rng, "
+      "console, balloon).",
       "skiff"};
   app.set_version_flag("--version", fmt::format("skiff v{}", kVersion),
                        "Print the version and exit");
