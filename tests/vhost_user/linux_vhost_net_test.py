@@ -34,25 +34,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "linux"))
 import run_qemu_tcg as harness  # noqa: E402
+from linux_vhost_test import SHARED_RAM, Failed, Skipped, check  # noqa: E402
 
 HOST_IP = "192.168.77.1"
 GUEST_IP = "192.168.77.2"
 TRANSFER_MIB = 4
-SHARED_RAM = ["-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-numa", "node,memdev=mem"]
 TIMEOUT = 300.0
-
-
-class Failed(Exception):
-    pass
-
-
-class Skipped(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failed(what)
 
 
 def sh(*cmd):
