@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "linux"))
 import run_qemu_tcg as harness  # noqa: E402
-from linux_vhost_test import SHARED_RAM, Failed, Skipped, check  # noqa: E402
+from linux_vhost_test import SHARED_RAM, Failed, Skipped, check, verdict  # noqa: E402
 
 HOST_IP = "192.168.77.1"
 GUEST_IP = "192.168.77.2"
@@ -267,16 +267,7 @@ def main():
     a = p.parse_args()
     workdir = os.path.join(a.workdir, "net_multiqueue")
     os.makedirs(workdir, exist_ok=True)
-    try:
-        run_test(a.vhost, workdir)
-    except Skipped as e:
-        print(f"skipped: {e}")
-        return harness.EXIT_SKIP
-    except Failed as e:
-        print(f"FAIL: {e}")
-        return 1
-    print("pass")
-    return 0
+    return verdict(lambda: run_test(a.vhost, workdir))
 
 
 if __name__ == "__main__":

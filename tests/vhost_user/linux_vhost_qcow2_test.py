@@ -132,17 +132,7 @@ def main():
     workdir = os.path.join(a.workdir, a.case)
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    try:
-        lv.skip_if_unavailable()
-        CASES[a.case](a.vhost, a.img, workdir)
-    except lv.Skipped as e:
-        print(f"skipped: {e}")
-        return lv.harness.EXIT_SKIP
-    except lv.Failed as e:
-        print(f"FAIL: {e}")
-        return 1
-    print("pass")
-    return 0
+    return lv.verdict(lambda: CASES[a.case](a.vhost, a.img, workdir))
 
 
 if __name__ == "__main__":

@@ -479,17 +479,12 @@ CASES = {f.__name__: f for f in (
 )}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=sorted(CASES))
-    p.add_argument("--vhost", required=True, help="the skiff-vhost binary")
-    p.add_argument("--workdir", required=True)
-    a = p.parse_args()
-    workdir = os.path.join(a.workdir, a.case)
-    os.makedirs(workdir, exist_ok=True)
+def verdict(case):
+    """Runs one case after the guest check; prints the outcome and returns
+    the exit status (0 pass, 1 fail, 77 skipped)."""
     try:
         skip_if_unavailable()
-        CASES[a.case](a.vhost, workdir)
+        case()
     except Skipped as e:
         print(f"skipped: {e}")
         return harness.EXIT_SKIP
@@ -498,6 +493,17 @@ def main():
         return 1
     print("pass")
     return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=sorted(CASES))
+    p.add_argument("--vhost", required=True, help="the skiff-vhost binary")
+    p.add_argument("--workdir", required=True)
+    a = p.parse_args()
+    workdir = os.path.join(a.workdir, a.case)
+    os.makedirs(workdir, exist_ok=True)
+    return verdict(lambda: CASES[a.case](a.vhost, workdir))
 
 
 if __name__ == "__main__":
