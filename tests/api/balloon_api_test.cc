@@ -8,25 +8,16 @@
 
 #include "api/api_handler.h"
 #include "api/vm_config_json.h"
+#include "api_fuzz_body.h"
 
 namespace skiff::api {
 namespace {
 
 using json = nlohmann::json;
 
-class ResizeVmm : public VmmControl {
+// Accepts everything (the fuzz target's VMM) and records balloon resizes.
+class ResizeVmm : public fuzz::AcceptingVmm {
  public:
-  VmmResult<> create(const VmConfig&) override { return {}; }
-  VmmResult<> boot() override { return {}; }
-  VmmResult<> shutdown() override { return {}; }
-  VmmResult<> reboot() override { return {}; }
-  VmmResult<> pause() override { return {}; }
-  VmmResult<> resume() override { return {}; }
-  VmmResult<> power_button() override { return {}; }
-  VmmResult<> delete_vm() override { return {}; }
-  VmmResult<VmInfo> info() override { return VmInfo{}; }
-  VmmResult<CounterMap> counters() override { return CounterMap{}; }
-  void shutdown_vmm() override {}
   VmmResult<> resize_balloon(uint64_t bytes) override {
     resized.push_back(bytes);
     return next;
