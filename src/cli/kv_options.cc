@@ -5,6 +5,8 @@
 
 #include <fmt/ranges.h>
 
+#include "base/units.h"
+
 namespace skiff::cli {
 
 Result<std::vector<std::string_view>> split_top_level(std::string_view option,
@@ -73,27 +75,12 @@ Result<uint64_t> parse_size(std::string_view option, std::string_view text) {
     }
   }
   if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'k':
-      case 'K':
-        shift = 10;
-        break;
-      case 'm':
-      case 'M':
-        shift = 20;
-        break;
-      case 'g':
-      case 'G':
-        shift = 30;
-        break;
-      case 't':
-      case 'T':
-        shift = 40;
-        break;
-      default:
-        break;
+    // K, M, G and T only: larger sizes are not meaningful for a VM.
+    int s = binary_suffix_shift(digits.back());
+    if (s >= 10 && s <= 40) {
+      shift = static_cast<uint64_t>(s);
+      digits.remove_suffix(1);
     }
-    if (shift != 0) digits.remove_suffix(1);
   }
   uint64_t v = 0;
   auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);

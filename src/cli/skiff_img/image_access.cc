@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/units.h"
 #include "block/open_image.h"
 
 namespace skiff::img {
@@ -50,38 +51,8 @@ Result<uint64_t> parse_image_size(std::string_view text) {
   if (!suffix.empty()) {
     if (suffix.size() > 1 && !(suffix.size() == 2 && (suffix[1] == 'B' || suffix[1] == 'b')))
       return bad();
-    switch (suffix[0]) {
-      case 'b':
-      case 'B':
-        shift = 0;
-        break;
-      case 'k':
-      case 'K':
-        shift = 10;
-        break;
-      case 'm':
-      case 'M':
-        shift = 20;
-        break;
-      case 'g':
-      case 'G':
-        shift = 30;
-        break;
-      case 't':
-      case 'T':
-        shift = 40;
-        break;
-      case 'p':
-      case 'P':
-        shift = 50;
-        break;
-      case 'e':
-      case 'E':
-        shift = 60;
-        break;
-      default:
-        return bad();
-    }
+    shift = binary_suffix_shift(suffix[0]);
+    if (shift < 0) return bad();
   }
   long double v = std::strtold(number.c_str(), nullptr) * std::ldexp(1.0L, shift);
   if (!std::isfinite(v) || v >= 18446744073709551616.0L) return bad();
