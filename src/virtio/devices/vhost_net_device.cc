@@ -1,0 +1,325 @@
+#include "virtio/devices/vhost_net_device.h"
+
+#include <linux/virtio_ids.h>
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "base/log.h"
+#include "virtio/devices/net_wire.h"
+
+namespace skiff::virtio {
+
+namespace {
+
+constexpr uint64_t f(unsigned bit) {
+  return feature_bit(bit);
+}
+
+// Config space (§5.1.4): mac[6], le16 status, le16 max_virtqueue_pairs,
+// le16 mtu (meaningful only with VIRTIO_NET_F_MTU, not offered).
+constexpr size_t kConfigMac = 0;
+constexpr size_t kConfigStatus = 6;
+constexpr size_t kConfigMaxPairs = 8;
+constexpr size_t kConfigMtu = 10;
+constexpr size_t kConfigBytes = 12;
+
+// The bits that change how vhost-net walks the rings and lays out the
+// header; the rest of the negotiation is skiff's and the tap's.
+constexpr uint64_t kVhostRingFeatures = f(netwire::kFMrgRxbuf) | kCommonFeatures;
+
+uint64_t offered_features(unsigned offloads, uint16_t pairs, uint64_t vhost_features) {
+  uint64_t x = f(netwire::kFMac) | f(netwire::kFStatus) | f(netwire::kFCtrlVq) |
+               f(netwire::kFCtrlMacAddr) | f(netwire::kFCtrlGuestOffloads);
+  if (vhost_features & f(netwire::kFMrgRxbuf)) x |= f(netwire::kFMrgRxbuf);
+  if (offloads & net::kOffloadCsum) x |= f(netwire::kFCsum) | f(netwire::kFGuestCsum);
+  if (offloads & net::kOffloadTso4) x |= f(netwire::kFHostTso4) | f(netwire::kFGuestTso4);
+  if (offloads & net::kOffloadTso6) x |= f(netwire::kFHostTso6) | f(netwire::kFGuestTso6);
+  if (offloads & net::kOffloadTsoEcn) x |= f(netwire::kFHostEcn) | f(netwire::kFGuestEcn);
+  if (offloads & net::kOffloadUfo) x |= f(netwire::kFHostUfo) | f(netwire::kFGuestUfo);
+  if (pairs > 1) x |= f(netwire::kFMq);
+  return x;
+}
+
+// NetOffload bits for the GUEST_* features (what the tap may deliver).
+unsigned guest_offloads(uint64_t features) {
+  unsigned o = 0;
+  if (features & f(netwire::kFGuestCsum)) o |= net::kOffloadCsum;
+  if (features & f(netwire::kFGuestTso4)) o |= net::kOffloadTso4;
+  if (features & f(netwire::kFGuestTso6)) o |= net::kOffloadTso6;
+  if (features & f(netwire::kFGuestEcn)) o |= net::kOffloadTsoEcn;
+  if (features & f(netwire::kFGuestUfo)) o |= net::kOffloadUfo;
+  return o;
+}
+
+uint64_t user_address(const GuestMemory& mem, uint64_t gpa, uint64_t len) {
+  // Queue::activate has checked the whole area against `mem` already.
+  auto s = mem.slice(gpa, len);
+  return s ? reinterpret_cast<uint64_t>(s->data()) : 0;
+}
+
+uint16_t load_index(const uint16_t* p) {
+  // The driver or the vhost worker writes it concurrently; acquire orders
+  // the ring entries published before the index.
+  return std::atomic_ref<uint16_t>(*const_cast<uint16_t*>(p)).load(std::memory_order_acquire);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<VhostNetDevice>> VhostNetDevice::create(std::unique_ptr<net::Tap> tap,
+                                                               const VhostNetOptions& o) {
+  uint16_t pairs = tap->num_queue_pairs();
+  if (pairs == 0 || pairs > 64) return fail("vhost-net: {} queue pairs, want 1..64", pairs);
+  if (o.queue_size < 2 || o.queue_size > kMaxQueueSize || (o.queue_size & (o.queue_size - 1)) != 0)
+    return fail("vhost-net: queue size {} is not a power of 2 in [2, {}]", o.queue_size,
+                kMaxQueueSize);
+  std::vector<net::VhostNet> vhost;
+  for (uint16_t i = 0; i < pairs; ++i)
+    vhost.push_back(SKIFF_TRY(net::VhostNet::open(o.vhost_path)));
+  uint64_t features = SKIFF_TRY(vhost[0].get_features());
+  // skiff's transports offer these to every driver; a kernel that cannot
+  // walk such rings cannot serve what the driver accepts.
+  if (uint64_t missing = kCommonFeatures & ~features; missing != 0)
+    return fail(
+        "{} does not offer features {:#x} (VERSION_1, EVENT_IDX, INDIRECT_DESC), which skiff's "
+        "virtio transports need",
+        o.vhost_path, missing);
+  uint64_t offered = offered_features(tap->supported_offloads(), pairs, features);
+  std::unique_ptr<VhostNetDevice> dev(
+      new VhostNetDevice(std::move(tap), std::move(vhost), features, offered, o));
+  for (auto& r : dev->rings_) {
+    r.kick = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
+    r.call = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
+    r.err = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
+  }
+  return dev;
+}
+
+VhostNetDevice::VhostNetDevice(std::unique_ptr<net::Tap> tap, std::vector<net::VhostNet> vhost,
+                               uint64_t vhost_features, uint64_t offered, const VhostNetOptions& o)
+    : VirtioDevice(VIRTIO_ID_NET, "vhost-net", offered,
+                   static_cast<uint16_t>(2 * tap->num_queue_pairs() + 1), o.queue_size),
+      tap_(std::move(tap)),
+      vhost_(std::move(vhost)),
+      vhost_features_(vhost_features),
+      mac_(o.mac),
+      pairs_(tap_->num_queue_pairs()),
+      rings_(2u * pairs_) {
+  auto& c = config_bytes();
+  c.assign(kConfigBytes, 0);
+  std::memcpy(c.data() + kConfigMac, mac_.bytes.data(), 6);
+  uint16_t status = netwire::kStatusLinkUp;
+  uint16_t mtu = 1500;
+  std::memcpy(c.data() + kConfigStatus, &status, 2);
+  std::memcpy(c.data() + kConfigMaxPairs, &pairs_, 2);
+  std::memcpy(c.data() + kConfigMtu, &mtu, 2);
+}
+
+VhostNetDevice::~VhostNetDevice() {
+  stop_rings();
+}
+
+int VhostNetDevice::ctrl_queue_index() const {
+  return negotiated(netwire::kFMq) ? 2 * pairs_ : 2;
+}
+
+std::optional<uint16_t> VhostNetDevice::stopped_ring_base(uint16_t index) const {
+  return index < rings_.size() ? rings_[index].stopped_base : std::nullopt;
+}
+
+std::vector<BackendEvent> VhostNetDevice::backend_events() const {
+  std::vector<BackendEvent> out;
+  for (uint16_t i = 0; i < rings_.size(); ++i) {
+    out.push_back({rings_[i].call.get(), i});
+    out.push_back({rings_[i].err.get(), i});
+  }
+  return out;
+}
+
+Result<> VhostNetDevice::validate_features(uint64_t x) const {
+  // §5.1.3.1 feature dependencies, for the bits this device offers.
+  struct Dep {
+    unsigned feature;
+    uint64_t needs_any;
+  };
+  const Dep deps[] = {
+      {netwire::kFGuestTso4, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestTso6, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestUfo, f(netwire::kFGuestCsum)},
+      {netwire::kFGuestEcn, f(netwire::kFGuestTso4) | f(netwire::kFGuestTso6)},
+      {netwire::kFHostTso4, f(netwire::kFCsum)},
+      {netwire::kFHostTso6, f(netwire::kFCsum)},
+      {netwire::kFHostUfo, f(netwire::kFCsum)},
+      {netwire::kFHostEcn, f(netwire::kFHostTso4) | f(netwire::kFHostTso6)},
+      {netwire::kFCtrlMacAddr, f(netwire::kFCtrlVq)},
+      {netwire::kFCtrlGuestOffloads, f(netwire::kFCtrlVq)},
+      {netwire::kFMq, f(netwire::kFCtrlVq)},
+  };
+  for (const Dep& d : deps)
+    if ((x & f(d.feature)) && (x & d.needs_any) == 0)
+      return fail("feature {} without the feature(s) {:#x} it depends on (virtio 1.2 §5.1.3.1)",
+                  d.feature, d.needs_any);
+  return {};
+}
+
+Result<> VhostNetDevice::on_activate() {
+  const GuestMemory& mem = *memory();
+  std::vector<net::VhostMemoryRegion> table;
+  for (const MemoryRegion& r : mem.regions())
+    table.push_back({r.gpa, r.size, reinterpret_cast<uint64_t>(r.host)});
+  const uint64_t ring_features = driver_features() & vhost_features_ & kVhostRingFeatures;
+  for (const net::VhostNet& v : vhost_) {
+    SKIFF_TRY_VOID(v.set_features(ring_features));
+    SKIFF_TRY_VOID(v.set_mem_table(table));
+  }
+  filter_ = RxFilter{};
+  filter_.mac = mac_;
+  // §5.1.6.5.5: the driver starts on one pair and asks for more. Detach
+  // the others before any ring starts so no frame is steered to them.
+  SKIFF_TRY_VOID(apply_queue_pairs(1));
+  SKIFF_TRY_VOID(tap_->set_offloads(guest_offloads(driver_features())));
+  for (uint16_t i = 0; i < rings_.size(); ++i) {
+    Queue& q = *queue(i);
+    if (!q.active()) continue;
+    if (auto r = start_ring(i, q); !r) return context(r.error(), fmt::format("ring {}", i));
+  }
+  return {};
+}
+
+Result<> VhostNetDevice::start_ring(uint16_t index, Queue& q) {
+  const GuestMemory& mem = *memory();
+  const net::VhostNet& v = vhost_[index / 2];
+  const unsigned ring = index % 2;  // VhostNet::kRxRing / kTxRing
+  Ring& r = rings_[index];
+  uint64_t desc = user_address(mem, q.desc_table(), desc_table_bytes(q.size()));
+  uint64_t used = user_address(mem, q.used_ring(), used_ring_bytes(q.size()));
+  uint64_t avail = user_address(mem, q.avail_ring(), avail_ring_bytes(q.size()));
+  if (desc == 0 || used == 0 || avail == 0) return fail("ring areas are not guest RAM");
+  SKIFF_TRY_VOID(v.set_vring_num(ring, q.size()));
+  SKIFF_TRY_VOID(v.set_vring_addr(ring, desc, used, avail));
+  SKIFF_TRY_VOID(v.set_vring_base(ring, q.next_avail()));
+  (void)r.call.consume();
+  (void)r.err.consume();
+  SKIFF_TRY_VOID(v.set_vring_call(ring, r.call.get()));
+  SKIFF_TRY_VOID(v.set_vring_err(ring, r.err.get()));
+  SKIFF_TRY_VOID(v.set_vring_kick(ring, r.kick.get()));
+  SKIFF_TRY_VOID(v.set_backend(ring, tap_->fd(index / 2)));
+  r.started = true;
+  // avail->idx is at offset 2 of the avail ring, used->idx at 2 of the used ring (§2.7.6, §2.7.8).
+  r.avail_idx = reinterpret_cast<const uint16_t*>(avail + 2);
+  r.used_idx = reinterpret_cast<const uint16_t*>(used + 2);
+  r.kicked_avail = q.next_avail();
+  // Buffers made available before DRIVER_OK get no notification of their own.
+  if (load_index(r.avail_idx) != r.kicked_avail) {
+    r.kicked_avail = load_index(r.avail_idx);
+    r.kick.signal();
+  }
+  return {};
+}
+
+void VhostNetDevice::stop_rings() {
+  for (uint16_t i = 0; i < rings_.size(); ++i) {
+    Ring& r = rings_[i];
+    if (!r.started) continue;
+    r.started = false;
+    r.avail_idx = r.used_idx = nullptr;
+    const net::VhostNet& v = vhost_[i / 2];
+    // Detaching the backend flushes the vhost worker: once it returns the
+    // kernel no longer touches this ring's guest memory.
+    Result<uint16_t> base = fail("not stopped");
+    if (auto detached = v.set_backend(i % 2, -1); !detached)
+      base = std::unexpected(detached.error());
+    else
+      base = v.get_vring_base(i % 2);
+    if (!base) {
+      LOG_WARN("vhost-net: stopping ring {}: {}", i, base.error().what());
+      r.stopped_base.reset();
+    } else {
+      r.stopped_base = *base;
+    }
+  }
+}
+
+void VhostNetDevice::on_reset() {
+  stop_rings();
+  for (auto& r : rings_) {
+    (void)r.call.consume();
+    (void)r.err.consume();
+  }
+  active_pairs_ = 1;
+  // A MAC set through CTRL_MAC_ADDR lasts until reset.
+  std::memcpy(config_bytes().data() + kConfigMac, mac_.bytes.data(), 6);
+}
+
+Result<> VhostNetDevice::apply_queue_pairs(uint16_t pairs) {
+  for (uint16_t i = 0; i < pairs_; ++i) SKIFF_TRY_VOID(tap_->set_queue_pair_enabled(i, i < pairs));
+  active_pairs_ = pairs;
+  return {};
+}
+
+Result<> VhostNetDevice::handle_queue(uint16_t index, Queue& queue) {
+  if (static_cast<int>(index) == ctrl_queue_index()) return handle_ctrl(index, queue);
+  if (index >= rings_.size()) return {};
+  Ring& r = rings_[index];
+  if (r.err.consume() != 0)
+    return fail(
+        "vhost-net reported an error on ring {} (a descriptor or ring outside guest RAM, or a "
+        "malformed chain)",
+        index);
+  if (!r.started) return {};
+  if (r.call.consume() != 0) {
+    // The kernel decided the driver wants this interrupt. Restating the
+    // used position makes the Queue's check answer "notify" for EVENT_IDX
+    // and re-read NO_INTERRUPT otherwise (queue.h needs_notification).
+    queue.set_ring_positions(queue.next_avail(), load_index(r.used_idx));
+    signal_used(index);
+  }
+  // Kick only for buffers the kernel has not been kicked for: a call event
+  // also runs this function.
+  uint16_t avail = load_index(r.avail_idx);
+  if (avail != r.kicked_avail) {
+    r.kicked_avail = avail;
+    r.kick.signal();
+  }
+  return {};
+}
+
+Result<> VhostNetDevice::handle_ctrl(uint16_t index, Queue& queue) {
+  bool used = false;
+  for (;;) {
+    if (!SKIFF_TRY(queue.pop_into(ctrl_chain_))) break;
+    const DescriptorChain& c = ctrl_chain_;
+    // §5.1.6.5: class and command readable, then a writable ack byte.
+    if (c.readable_bytes() < 2)
+      return fail("control request {} has {} readable bytes, want the 2-byte class and command",
+                  c.head(), c.readable_bytes());
+    if (c.writable_bytes() < 1)
+      return fail("control request {} has no writable byte for the ack", c.head());
+    CtrlEffects effects;
+    RxFilter next = filter_;
+    uint8_t ack = execute_ctrl_command(c.readable(), driver_features(), pairs_, next, effects);
+    if (ack == kNetCtrlOk && effects.queue_pairs) {
+      if (auto r = apply_queue_pairs(*effects.queue_pairs); !r) {
+        LOG_WARN("vhost-net: setting {} queue pairs: {}", *effects.queue_pairs, r.error().what());
+        ack = kNetCtrlErr;
+      }
+    }
+    if (ack == kNetCtrlOk && effects.guest_offloads) {
+      if (auto r = tap_->set_offloads(guest_offloads(*effects.guest_offloads)); !r) {
+        LOG_WARN("vhost-net: {}", r.error().what());
+        ack = kNetCtrlErr;
+      }
+    }
+    if (ack == kNetCtrlOk) filter_ = next;
+    // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
+    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kConfigMac);
+    (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
+    SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
+    used = true;
+  }
+  if (used) signal_used(index);
+  return {};
+}
+
+}  // namespace skiff::virtio
