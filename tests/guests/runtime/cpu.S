@@ -115,6 +115,22 @@ exc_stub_\vec:
 	EXC 30, 1
 	EXC 31, 0
 
+/* External interrupts, vectors 32-255: one 16-byte stub each at
+ * irq_stubs + 16 * (vector - 32), pushing the same frame as an exception
+ * without an error code. set_interrupt_handler() (cpu.c) points a vector's
+ * IDT gate at its stub; exception_handler() dispatches on the vector. */
+	.balign 16
+	.globl irq_stubs
+irq_stubs:
+	.set irq_vec, 32
+	.rept 224
+	.balign 16
+	pushq $0
+	pushq $irq_vec
+	jmp exception_common
+	.set irq_vec, irq_vec + 1
+	.endr
+
 exception_common:
 	pushq %rbx
 	pushq %rax

@@ -7,6 +7,7 @@
 extern uint64_t gdt[GDT_BYTES / 8];
 extern char intr_stack_top[];
 extern const uint64_t exc_stub_table[32];
+extern const char irq_stubs[];
 extern const char user_return_ud2[], kernel_call_ud2[];
 _Noreturn void user_return_resume(uint64_t result);
 _Noreturn void runtime_start(uint32_t proto, uint32_t info_paddr);
@@ -67,6 +68,27 @@ static void setup_tss_and_idt(void) {
   __asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
+static void (*irq_handlers[256])(struct exception_frame*);
+
+void set_interrupt_handler(uint8_t vector, void (*fn)(struct exception_frame*)) {
+  if (vector < 32) guest_fail("vector %u is an exception, not an interrupt", vector);
+  irq_handlers[vector] = fn;
+  /* The IDT is ordinary (user-writable) guest memory: no CPL 0 needed. */
+  set_gate(vector, (uint64_t)(uintptr_t)irq_stubs + 16u * (vector - 32u), 0);
+}
+
+static uint64_t sti_hlt(uint64_t unused) {
+  (void)unused;
+  /* STI's one-instruction shadow covers HLT: an interrupt pending now
+   * wakes the HLT instead of being taken before it and lost to the wait. */
+  __asm__ volatile("sti; hlt; cli" ::: "memory");
+  return 0;
+}
+
+void wait_for_interrupt(void) {
+  kernel_call(sti_hlt, 0);
+}
+
 static uint32_t boot_proto, boot_info_paddr;
 
 /* Ring 3 from here on. */
@@ -88,6 +110,15 @@ _Noreturn void runtime_start(uint32_t proto, uint32_t info_paddr) {
 }
 
 void exception_handler(struct exception_frame* f) {
+  if (f->vector >= 32 && f->vector < 256) {
+    void (*fn)(struct exception_frame*) = irq_handlers[f->vector];
+    if (fn) {
+      fn(f);
+      return;
+    }
+    printf("UNEXPECTED_INTERRUPT vector=%llu\n", (unsigned long long)f->vector);
+    guest_exit(EXIT_EXCEPTION);
+  }
   if (f->vector == 6 && (f->cs & 3) == 3) {
     if (f->rip == (uint64_t)(uintptr_t)user_return_ud2) user_return_resume(f->rax);
     if (f->rip == (uint64_t)(uintptr_t)kernel_call_ud2) {

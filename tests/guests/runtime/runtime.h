@@ -124,6 +124,13 @@ struct exception_frame {
   uint64_t vector, error;
   uint64_t rip, cs, rflags, rsp, ss;
 };
+/* Interrupts (vectors 32-255): set_interrupt_handler() installs fn, which
+ * runs at CPL 0 with interrupts off and must do its own LAPIC EOI.
+ * wait_for_interrupt() runs STI; HLT at CPL 0 (ring 3 keeps IF = 0), so a
+ * guest takes interrupts only while it waits there; a vector without a
+ * handler stops the guest with EXIT_EXCEPTION. */
+void set_interrupt_handler(uint8_t vector, void (*fn)(struct exception_frame*));
+void wait_for_interrupt(void);
 
 /* ---- ACPI (acpi.c) ---- */
 struct acpi_header {
