@@ -26,7 +26,8 @@ Result<VhostNet> VhostNet::open(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT)
-      return fail_errno("{} does not exist (load the vhost_net module: modprobe vhost_net)", path);
+      return fail("{} does not exist on this host (load the vhost_net module: modprobe vhost_net)",
+                  path);
     return fail_errno("opening {}", path);
   }
   // Binds the instance to this process (its mm is what user addresses in

@@ -1,11 +1,8 @@
 #include "vmm/net_devices.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
@@ -15,7 +12,9 @@
 #include "base/log.h"
 #include "net/mac_address.h"
 #include "net/tap.h"
+#include "net/vhost_net.h"
 #include "virtio/devices/net.h"
+#include "virtio/devices/vhost_net_device.h"
 
 namespace skiff {
 
@@ -30,53 +29,76 @@ std::string describe_net(const NetConfig& c) {
   return fmt::format("--net fd=[{}]", fmt::join(c.fds, ","));
 }
 
-std::string vhost_net_fallback_message(const std::string& vhost_net_path) {
-  std::string why;
-  if (::access(vhost_net_path.c_str(), R_OK | W_OK) == 0)
-    why = fmt::format("{} is present, but skiff has no vhost-net data path yet", vhost_net_path);
-  else if (errno == ENOENT)
-    why = fmt::format(
-        "{} does not exist on this host (load the vhost_net module: modprobe "
-        "vhost_net)",
-        vhost_net_path);
-  else
-    why = fmt::format("{} is not usable: {}", vhost_net_path, std::strerror(errno));
+std::string vhost_net_fallback_message(const std::string& why) {
   return fmt::format("vhost=on: {}; using skiff's own virtio-net data path", why);
 }
 
-Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, uint32_t boot_cpus) {
-  std::string what = describe_net(c);
-  if (c.vhost) LOG_WARN("{}: {}", what, vhost_net_fallback_message());
-  uint16_t pairs = net_queue_pairs(c, boot_cpus);
-  std::unique_ptr<net::Tap> tap;
+namespace {
+
+// The tap of `c`: opened by name (created if missing) or adopted from
+// duplicates of the inherited fds (they stay open for the next VM built
+// from the same config: API vm.boot after vm.shutdown).
+Result<std::unique_ptr<net::Tap>> open_tap(const NetConfig& c, uint16_t pairs,
+                                           const std::string& what) {
   if (!c.tap.empty()) {
     auto t = net::Tap::open(c.tap, pairs);
     if (!t) return context(t.error(), what);
-    tap = std::move(*t);
-  } else {
-    if (pairs != c.fds.size())
-      return fail("{}: {} fds for {} queue pairs (give one fd per pair)", what, c.fds.size(),
-                  pairs);
-    // Duplicates: the inherited fds stay open for the next VM built from
-    // the same config (API vm.boot after vm.shutdown).
-    std::vector<Fd> fds;
-    for (int fd : c.fds) {
-      int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-      if (dup < 0) return fail_errno("{}: fd {} is not open", what, fd);
-      fds.emplace_back(dup);
-    }
-    auto t = net::Tap::adopt(std::move(fds));
-    if (!t) return context(t.error(), what);
-    tap = std::move(*t);
+    return std::move(*t);
   }
+  if (pairs != c.fds.size())
+    return fail("{}: {} fds for {} queue pairs (give one fd per pair)", what, c.fds.size(), pairs);
+  std::vector<Fd> fds;
+  for (int fd : c.fds) {
+    int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dup < 0) return fail_errno("{}: fd {} is not open", what, fd);
+    fds.emplace_back(dup);
+  }
+  auto t = net::Tap::adopt(std::move(fds));
+  if (!t) return context(t.error(), what);
+  return std::move(*t);
+}
+
+Result<net::MacAddress> net_mac(const NetConfig& c, const std::string& what) {
+  if (c.mac.empty()) return net::MacAddress::random_local();
+  auto mac = net::MacAddress::parse(c.mac);
+  if (!mac) return context(mac.error(), what);
+  return *mac;
+}
+
+// The kernel data path, or why not (the caller falls back).
+Result<std::unique_ptr<virtio::VhostNetDevice>> make_vhost_net(const NetConfig& c,
+                                                               uint32_t boot_cpus,
+                                                               const GuestMemory& mem,
+                                                               const std::string& vhost_net_path,
+                                                               const std::string& what) {
+  // Probe before touching the tap, so a host without vhost-net falls back
+  // with the tap untouched. SET_OWNER proves the device is vhost.
+  SKIFF_TRY_VOID(net::VhostNet::open(vhost_net_path));
+  // vhost-net's default max_mem_regions; skiff's layouts use a handful.
+  if (mem.regions().size() > 64)
+    return fail("guest RAM has {} regions, more than vhost-net's memory table takes (64)",
+                mem.regions().size());
+  uint16_t pairs = net_queue_pairs(c, boot_cpus);
+  auto tap = SKIFF_TRY(open_tap(c, pairs, what));
+  virtio::VhostNetOptions o;
+  o.mac = SKIFF_TRY(net_mac(c, what));
+  o.queue_size = c.queue_size;
+  o.vhost_path = vhost_net_path;
+  std::string tap_name = tap->name();
+  auto dev = SKIFF_TRY(virtio::VhostNetDevice::create(std::move(tap), o));
+  LOG_INFO("{}: tap {}, MAC {}, {} queue pair(s) of {} entries, data path in the kernel ({})", what,
+           tap_name, o.mac.to_string(), pairs, c.queue_size, vhost_net_path);
+  return dev;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, uint32_t boot_cpus) {
+  std::string what = describe_net(c);
+  uint16_t pairs = net_queue_pairs(c, boot_cpus);
+  auto tap = SKIFF_TRY(open_tap(c, pairs, what));
   virtio::NetOptions opts;
-  if (!c.mac.empty()) {
-    auto mac = net::MacAddress::parse(c.mac);
-    if (!mac) return context(mac.error(), what);
-    opts.mac = *mac;
-  } else {
-    opts.mac = net::MacAddress::random_local();
-  }
+  opts.mac = SKIFF_TRY(net_mac(c, what));
   opts.queue_size = c.queue_size;
   // Each direction of each pair gets its own buckets (Cloud Hypervisor's
   // rate_limiter_config semantics); the device arms a timer, never drops.
@@ -88,6 +110,26 @@ Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, u
            opts.mac.to_string(), pairs, c.queue_size,
            c.rate_limiter.limits() ? ", rate limited per direction" : "");
   return dev;
+}
+
+Result<std::unique_ptr<virtio::VirtioDevice>> make_net_device(const NetConfig& c,
+                                                              uint32_t boot_cpus,
+                                                              const GuestMemory& mem,
+                                                              const std::string& vhost_net_path) {
+  std::string what = describe_net(c);
+  if (c.vhost) {
+    // Frames on the kernel path never pass through skiff: nothing could
+    // delay them. Refused rather than silently unlimited.
+    if (c.rate_limiter.limits())
+      return fail(
+          "{}: vhost=on and a rate limit (bw_*/ops_*) do not go together: the kernel's data "
+          "path cannot be rate limited; drop one of them",
+          what);
+    auto dev = make_vhost_net(c, boot_cpus, mem, vhost_net_path, what);
+    if (dev) return std::move(*dev);
+    LOG_WARN("{}: {}", what, vhost_net_fallback_message(dev.error().what()));
+  }
+  return SKIFF_TRY(make_virtio_net(c, boot_cpus));
 }
 
 void add_net_counters(virtio::VirtioDevice& dev, std::map<std::string, uint64_t>& out) {

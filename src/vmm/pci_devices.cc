@@ -269,9 +269,10 @@ Result<std::unique_ptr<PciDevices>> PciDevices::create(const VmConfig& config,
     SKIFF_TRY_VOID(p->add(std::move(*dev), fmt::format("blk{}", i)));
   }
   // virtio-net: one function and one I/O thread (net0, ...) per --net; the
-  // thread also wakes on the tap queues (VirtioNet::backend_events).
+  // thread also wakes on the tap queues (VirtioNet::backend_events), or on
+  // vhost-net's call eventfds with vhost=on (VhostNetDevice).
   for (size_t i = 0; i < config.nets.size(); ++i) {
-    auto net = make_virtio_net(config.nets[i], config.boot_cpus);
+    auto net = make_net_device(config.nets[i], config.boot_cpus, mem);
     if (!net) return std::unexpected(net.error());
     auto dev = make(std::move(*net));
     if (!dev) return context(dev.error(), describe_net(config.nets[i]));

@@ -1,5 +1,5 @@
 // --net to a VirtioNet without KVM: queue pairs, the vhost=on fallback
-// message, errors naming the --net value, and a real tap (created in a
+// (and its refusal with a rate limit), errors naming the --net value, and a real tap (created in a
 // private network namespace of a child process, so nothing touches the
 // host's interfaces).
 #include "vmm/net_devices.h"
@@ -32,19 +32,21 @@ TEST(NetDevices, QueuePairsDefaultToOnePerVcpu) {
   EXPECT_EQ(net_queue_pairs(f, 5), 2);
 }
 
-TEST(NetDevices, VhostOnFallsBackWithAClearMessage) {
-  std::string missing = vhost_net_fallback_message("/nonexistent/vhost-net");
-  EXPECT_EQ(missing,
-            "vhost=on: /nonexistent/vhost-net does not exist on this host (load the vhost_net "
-            "module: modprobe vhost_net); using skiff's own virtio-net data path");
-  // Where the device exists (CI hosts), skiff says it has no vhost-net path yet.
-  std::string present = vhost_net_fallback_message("/dev/null");
-  EXPECT_NE(present.find("/dev/null is present, but skiff has no vhost-net data path yet"),
-            std::string::npos)
-      << present;
-  EXPECT_NE(present.find("using skiff's own virtio-net data path"), std::string::npos);
-  // The default names /dev/vhost-net, whatever this host has.
-  EXPECT_NE(vhost_net_fallback_message().find("/dev/vhost-net"), std::string::npos);
+TEST(NetDevices, VhostOnFallbackMessageSaysWhyAndWhatRuns) {
+  EXPECT_EQ(vhost_net_fallback_message("/x does not exist"),
+            "vhost=on: /x does not exist; using skiff's own virtio-net data path");
+}
+
+TEST(NetDevices, VhostOnWithARateLimitIsRefused) {
+  NetConfig c;
+  c.tap = "t0";
+  c.vhost = true;
+  c.rate_limiter.bandwidth = {1 << 20, 0, 100};
+  GuestMemory mem;
+  auto r = make_net_device(c, 1, mem, "/nonexistent/vhost-net");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what().find("--net tap=t0: vhost=on and a rate limit"), std::string::npos)
+      << r.error().what();
 }
 
 TEST(NetDevices, ErrorsNameTheNetValue) {
@@ -95,6 +97,30 @@ TEST(NetDevices, RateLimitsReachTheDeviceAsTimerEvents) {
     plain.rate_limiter = {};
     auto p = make_virtio_net(plain, 1);
     if (!p || (*p)->backend_events().size() != 2) return 3;
+    return 0;
+  });
+  if (rc == -1) GTEST_SKIP() << "skipped: cannot create a network namespace (needs root)";
+  EXPECT_EQ(rc, 0);
+}
+
+TEST(NetDevices, VhostOnWithoutVhostNetFallsBackToSkiffsDataPath) {
+  int rc = in_private_netns([] {
+    NetConfig c;
+    c.tap = "skiff-vh0";
+    c.vhost = true;
+    std::vector<uint8_t> ram(1 << 20);
+    auto mem = GuestMemory::create({{0, ram.size(), ram.data()}});
+    if (!mem) return 9;
+    // Missing, and present but not a vhost device (SET_OWNER fails).
+    for (const char* path : {"/nonexistent/vhost-net", "/dev/null"}) {
+      auto r = make_net_device(c, 2, *mem, path);
+      if (!r) {
+        fprintf(stderr, "make_net_device: %s\n", r.error().what().c_str());
+        return 1;
+      }
+      auto* net = dynamic_cast<virtio::VirtioNet*>(r->get());
+      if (net == nullptr || net->max_queue_pairs() != 2) return 2;
+    }
     return 0;
   });
   if (rc == -1) GTEST_SKIP() << "skipped: cannot create a network namespace (needs root)";
