@@ -132,7 +132,13 @@ def run_skiff(a, tmp, failures):
             return ""
 
     def evs():
-        return [json.loads(l) for l in read(events).splitlines() if l.strip()]
+        out = []
+        for line in read(events).splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line skiff is still writing
+                pass
+        return out
 
     def shutdown_event():
         return next((e for e in evs() if e["source"] == "vm" and e["event"] == "shutdown"), None)
