@@ -125,6 +125,11 @@ Result<NetConfig> parse_net(std::string_view value) {
   if (auto it = kv.find("id"); it != kv.end()) n.id = it->second;
   n.rate_limiter.bandwidth = SKIFF_TRY(parse_bucket(kv, "bw"));
   n.rate_limiter.ops = SKIFF_TRY(parse_bucket(kv, "ops"));
+  // vhost-net moves frames in the kernel, past anything skiff could delay.
+  if (n.vhost && n.rate_limiter.limits())
+    return fail(
+        "--net: vhost=on and bw_*/ops_* rate limits do not go together (the kernel's vhost-net "
+        "data path cannot be rate limited); drop one of them");
   return n;
 }
 

@@ -294,9 +294,10 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "virtio-net on PCI (repeatable): tap=NAME (an existing tap, or created) or "
                  "fd=[N,...] (open tap queue fds, one per queue pair); mac=MAC (default: random, "
                  "locally administered), num_queues=N (rx+tx virtqueues, 2 per pair; default one "
-                 "pair per vCPU), queue_size=N (power of 2, default 256), vhost=on (asks for "
-                 "/dev/vhost-net; skiff has no vhost-net data path yet and says so, using its "
-                 "own), id=ID; token buckets per direction: bw_size=BYTES,bw_refill_time=MS"
+                 "pair per vCPU), queue_size=N (power of 2, default 256), vhost=on (the kernel's "
+                 "vhost-net moves the frames, /dev/vhost-net; where it cannot be opened skiff "
+                 "says why and uses its own data path; not with rate limits), id=ID; token "
+                 "buckets per direction: bw_size=BYTES,bw_refill_time=MS"
                  "[,bw_one_time_burst=BYTES] and ops_size=PACKETS,ops_refill_time=MS"
                  "[,ops_one_time_burst=PACKETS] (each direction of each queue pair; frames over "
                  "the rate wait, none are dropped)")

@@ -99,6 +99,7 @@ TEST(SkiffNetOptions, BadValuesAreUsageErrorsNamingTheValue) {
       {"tap=t,queue_size=100", "queue_size=100 is not a power of 2"},
       {"tap=t,queue_size=65536", "65536 is out of range"},
       {"tap=t,vhost=maybe", "'maybe' is not on or off"},
+      {"tap=t,vhost=on,bw_size=1000,bw_refill_time=10", "vhost=on and bw_*/ops_* rate limits"},
       {"tap=t,queues=2", "unknown key 'queues'"},
       {"tap=t,tap=u", "key 'tap' given twice"},
   };
