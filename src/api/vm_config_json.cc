@@ -514,6 +514,8 @@ Result<NetConfig> parse_net(const json& j, const std::string& path) {
   n.tap = SKIFF_TRY(get_string(j, path, "tap"));
   // Inherited fds cannot travel in JSON; Cloud Hypervisor would create a tap.
   if (n.tap.empty()) return fail("{}.tap: required (the tap interface's name)", path);
+                               // skiff's own: the kernel's vhost-net data path (--net vhost=on).
+                               {"vhost", Rule::kBool, ""},
   if (n.tap.size() > 15 || n.tap.find_first_of("/ \t\n:") != std::string::npos)
     return fail(
         "{}.tap: '{}' is not a valid interface name (1-15 characters, no '/', ':' or "
@@ -558,6 +560,13 @@ json token_bucket_to_json(const net::TokenBucketConfig& b) {
 }
 
 }  // namespace
+  if (has(j, "vhost")) n.vhost = j.at("vhost").get<bool>();
+  // As --net: the kernel's data path cannot be rate limited.
+  if (n.vhost && n.rate_limiter.limits())
+    return fail(
+        "{}: vhost and rate_limiter_config do not go together (vhost-net moves frames in "
+        "the kernel, past any rate limiter); drop one of them",
+        path);
 
 Result<VmConfig> parse_vm_config(const json& j) {
   SKIFF_TRY_VOID(check_fields(j, "VmConfig",
@@ -736,6 +745,7 @@ json vm_config_to_json(const VmConfig& c) {
     }
     out["net"].push_back(net);
   }
+    if (n.vhost) net["vhost"] = true;
   return out;
 }
 

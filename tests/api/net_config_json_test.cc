@@ -74,6 +74,22 @@ TEST(NetConfigJson, FeaturesSkiffLacksAreRefusedNotIgnored) {
   EXPECT_NE(net_error(R"([{"tap":"t","mtu":9000}])").find("setting the MTU"), std::string::npos);
 }
 
+TEST(NetConfigJson, VhostAsksForTheKernelDataPathAndRoundTrips) {
+  auto c = with_net(R"([{"tap":"t","vhost":true},{"tap":"u","vhost":false}])");
+  ASSERT_TRUE(c) << c.error().what();
+  EXPECT_TRUE(c->nets[0].vhost);
+  EXPECT_FALSE(c->nets[1].vhost);
+  auto back = parse_vm_config(vm_config_to_json(*c));
+  ASSERT_TRUE(back) << back.error().what();
+  EXPECT_TRUE(back->nets[0].vhost);
+  EXPECT_FALSE(back->nets[1].vhost);
+  EXPECT_NE(net_error(R"([{"tap":"t","vhost":1}])").find("net[0].vhost"), std::string::npos);
+  EXPECT_NE(net_error(R"([{"tap":"t","vhost":true,
+      "rate_limiter_config":{"ops":{"size":100,"refill_time":10}}}])")
+                .find("net[0]: vhost and rate_limiter_config do not go together"),
+            std::string::npos);
+}
+
 TEST(NetConfigJson, RoundTripsThroughTheInfoRepresentation) {
   VmConfig c;
   c.kernel = "/k";
