@@ -4,6 +4,7 @@
 
 #include "cli/kv_options.h"
 #include "memory/ram_backing.h"
+#include "memory/ram_file.h"
 
 namespace skiff::cli {
 
@@ -52,8 +53,8 @@ Result<> check_size(const std::string& what, const KvMap& kv, uint64_t size, con
 
 Result<MemoryZoneConfig> parse_zone(const std::string& value, Thp thp) {
   auto kv = SKIFF_TRY(parse_kv("--memory-zone", value,
-                               {"id", "size", "shared", "hugepages", "hugepage_size", "mergeable",
-                                "prefault", "host_numa_node"}));
+                               {"id", "size", "file", "shared", "hugepages", "hugepage_size",
+                                "mergeable", "prefault", "host_numa_node"}));
   MemoryZoneConfig z;
   auto id = kv.find("id");
   if (id == kv.end() || id->second.empty())
@@ -65,7 +66,15 @@ Result<MemoryZoneConfig> parse_zone(const std::string& value, Thp thp) {
   z.size = SKIFF_TRY(parse_size(what + " size", size->second));
   z.backing = SKIFF_TRY(parse_backing(what, kv));
   z.backing.thp = thp;
+  if (auto it = kv.find("file"); it != kv.end()) {
+    if (it->second.empty()) return fail("{}: file= is empty: give a file or a directory", what);
+    z.backing.file = it->second;
+    SKIFF_TRY_VOID(check_ram_options(what, z.backing));
+  }
   SKIFF_TRY_VOID(check_size(what, kv, z.size, z.backing));
+  // The path is user input: a missing directory or a size the file cannot
+  // take is a usage error now, before any RAM is set up.
+  if (!z.backing.file.empty()) (void)SKIFF_TRY(check_ram_file(what, z.size, z.backing));
   return z;
 }
 
@@ -75,7 +84,13 @@ Result<> parse_memory(const std::string& memory, bool memory_given,
                       const std::vector<std::string>& zones, VmConfig& vm) {
   auto mem = SKIFF_TRY(parse_kv("--memory", memory,
                                 {"size", "shared", "hugepages", "hugepage_size", "mergeable",
-                                 "prefault", "host_numa_node", "thp"}));
+                                 "prefault", "host_numa_node", "thp", "file"}));
+  // Cloud Hypervisor has file= only on memory zones (MemoryZoneConfig.file).
+  if (mem.contains("file"))
+    return fail(
+        "--memory: file={} is a --memory-zone option: give --memory size=0 --memory-zone "
+        "id=ID,size=SIZE,file={}",
+        mem["file"], mem["file"]);
   Thp thp = Thp::kDefault;
   if (auto it = mem.find("thp"); it != mem.end())
     thp = SKIFF_TRY(parse_switch("--memory thp", it->second)) ? Thp::kOn : Thp::kOff;

@@ -249,8 +249,12 @@ std::variant<SkiffArgs, EarlyExit> parse_skiff_args(std::vector<std::string> arg
                  "A piece of guest RAM with its own backing (repeatable; needs --memory size=0 "
                  "or no --memory): id=ID (for --numa memory_zones), size=SIZE, and shared, "
                  "hugepages, hugepage_size, mergeable, prefault, host_numa_node as for "
-                 "--memory. Zones follow each other in guest physical memory in the order "
-                 "given (split at the PCI hole below 4 GiB)")
+                 "--memory; file=PATH backs the zone with a file (shared=on: MAP_SHARED, a "
+                 "missing file is created and a short one extended; otherwise MAP_PRIVATE of an "
+                 "existing file of at least SIZE) or, if PATH is a directory such as a hugetlbfs "
+                 "or tmpfs mount, with an unlinked temporary file there. Zones follow each other "
+                 "in guest physical memory in the order given (split at the PCI hole below 4 "
+                 "GiB)")
       ->type_name("id=ID,size=SIZE[,...]");
   app.add_option("--numa", o.numa,
                  "Guest NUMA node (repeatable; ACPI SRAT and SLIT): guest_numa_id=N (0..nodes-1), "

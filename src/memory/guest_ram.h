@@ -8,6 +8,9 @@
 //   - a hugetlb memfd (hugepages=on) from the host's reserved pool, checked
 //     before anything is mapped so a short pool is refused with a message
 //     instead of a SIGBUS later.
+//   - a file (file=PATH, memory/ram_file.h): a regular file or an unlinked
+//     temporary file in a directory (hugetlbfs, tmpfs), MAP_SHARED with
+//     shared=on (fd exported like a memfd), MAP_PRIVATE otherwise.
 // A zone's ranges (one, or two when it straddles the 32-bit hole) are views of
 // the same backing at increasing file offsets.
 //
@@ -20,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,7 +31,9 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "memory/ram_file.h"
 #include "memory/ram_options.h"
+#include "memory/reserved_runs.h"
 
 namespace skiff {
 
@@ -58,28 +64,23 @@ class GuestRam {
   [[nodiscard]] const GuestMemory& memory() const { return memory_; }
   // Drops every page (contents read as zero again, RSS released); used on
   // reboot. Prefaulted and hugetlb zones are populated again (hugetlb: so
-  // the pages stay reserved for this guest).
+  // the pages stay reserved for this guest). A file= zone mapped private
+  // reads the file's contents again; the user's file mapped shared=on is
+  // left as it is (its contents are the user's, as with Cloud Hypervisor).
   void discard_all();
 
  private:
   struct Mapping {
     MemoryRegion region;
-    bool prefault = false;  // populate again after discard_all (prefault=on, hugetlb)
+    bool prefault = false;         // populate again after discard_all (prefault=on, hugetlb)
+    bool discard_on_reset = true;  // false: the user's file=, shared=on (kept over reboots)
   };
-  // A guest-contiguous run of RAM and the host range reserved for it.
-  struct Reservation {
-    uint64_t gpa = 0;
-    uint64_t size = 0;
-    uint8_t* host = nullptr;
-  };
-  [[nodiscard]] Result<> reserve_runs(std::span<const RamZone> zones);
-  [[nodiscard]] Result<> map_zone(const RamZone& zone);
-  [[nodiscard]] uint8_t* reserved_host(uint64_t gpa, uint64_t size) const;
+  [[nodiscard]] Result<> map_zone(const RamZone& zone, const std::optional<RamFileInfo>& file);
   void unmap_all();
 
-  std::vector<Reservation> reserved_;  // munmap of these releases every zone's pieces
+  ReservedRuns reserved_;  // releasing these unmaps every zone's pieces
   std::vector<Mapping> maps_;
-  std::vector<Fd> fds_;  // one per shared zone; MemoryRegion::fd points into these
+  std::vector<Fd> fds_;  // one per memfd/file zone; MemoryRegion::fd points into these
   GuestMemory memory_;
 };
 

@@ -56,6 +56,13 @@ std::string huge_page_name(uint64_t page_size) {
 Result<> check_ram_options(std::string_view what, const RamOptions& o) {
   if (o.hugepages && o.hugepage_size != kHugePage2M && o.hugepage_size != kHugePage1G)
     return fail("{}: hugepage_size={} is not 2M or 1G", what, o.hugepage_size);
+  if (!o.file.empty() && o.hugepages)
+    return fail(
+        "{}: file={} with hugepages=on: give one of them (a file on a hugetlbfs mount is huge "
+        "page memory already; hugepages=on is for memfd RAM)",
+        what, o.file);
+  if (o.mergeable && !o.file.empty())
+    return fail("{}: mergeable=on with file={}: KSM merges only anonymous memory", what, o.file);
   if (o.mergeable && (o.shared || o.hugepages))
     return fail(
         "{}: mergeable=on needs private memory: KSM merges only private anonymous pages, "
@@ -81,11 +88,12 @@ std::string huge_page_pool_dir(uint64_t page_size, std::optional<uint32_t> node)
   return "/sys/kernel/mm/hugepages/" + pool;
 }
 
-Result<> check_huge_page_pool(uint64_t page_size, uint64_t pages, std::optional<uint32_t> node) {
+Result<> check_huge_page_pool(uint64_t page_size, uint64_t pages, std::optional<uint32_t> node,
+                              std::string_view what) {
   std::string dir = huge_page_pool_dir(page_size);
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
-    return fail("--memory hugepages=on: this host has no {} huge pages ({} is missing)",
+    return fail("{}: this host has no {} huge pages ({} is missing)", what,
                 huge_page_name(page_size), dir);
   uint64_t free = SKIFF_TRY(read_counter(dir + "/free_hugepages"));
   // The pool size that would leave enough free, given the pages in use.
@@ -97,16 +105,16 @@ Result<> check_huge_page_pool(uint64_t page_size, uint64_t pages, std::optional<
                         ? fmt::format("echo {} > /proc/sys/vm/nr_hugepages", want)
                         : fmt::format("echo {} > {}/nr_hugepages", want, dir);
   if (free < pages)
-    return fail("--memory hugepages=on: needs {} {} pages, only {} free in {}; reserve with {}",
-                pages, huge_page_name(page_size), free, dir, how);
+    return fail("{}: needs {} {} pages, only {} free in {}; reserve with {}", what, pages,
+                huge_page_name(page_size), free, dir, how);
   if (node) {
     std::string node_dir = huge_page_pool_dir(page_size, node);
     uint64_t node_free = SKIFF_TRY(read_counter(node_dir + "/free_hugepages"));
     if (node_free < pages)
       return fail(
-          "--memory hugepages=on: needs {} {} pages on host NUMA node {}, only {} free in {}; "
+          "{}: needs {} {} pages on host NUMA node {}, only {} free in {}; "
           "reserve with echo {} > {}/nr_hugepages",
-          pages, huge_page_name(page_size), *node, node_free, node_dir, pages, node_dir);
+          what, pages, huge_page_name(page_size), *node, node_free, node_dir, pages, node_dir);
   }
   return {};
 }

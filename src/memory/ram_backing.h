@@ -36,8 +36,10 @@ namespace skiff {
 
 // Refuses, naming the pool and how to grow it, when fewer than `pages` pages
 // of `page_size` are free (in the whole host, and on `node` if given).
+// `what` starts the message.
 [[nodiscard]] Result<> check_huge_page_pool(uint64_t page_size, uint64_t pages,
-                                            std::optional<uint32_t> node);
+                                            std::optional<uint32_t> node,
+                                            std::string_view what = "--memory hugepages=on");
 
 // The node exists in /sys/devices/system/node (error lists the nodes).
 [[nodiscard]] Result<> check_numa_node(uint32_t node);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace skiff {
 
@@ -20,8 +21,14 @@ enum class Thp : uint8_t {
 
 struct RamOptions {
   // memfd backing, mapped MAP_SHARED: the fd can be handed to vhost-user
-  // back ends (and later snapshot/migration).
+  // back ends (and later snapshot/migration). With `file`: the file is
+  // mapped MAP_SHARED (guest writes reach it) instead of MAP_PRIVATE.
   bool shared = false;
+  // --memory-zone file=PATH (Cloud Hypervisor's MemoryZoneConfig.file): a
+  // regular file mapped as the zone's RAM, or a directory (a hugetlbfs or
+  // tmpfs mount) to create an unlinked file in (memory/ram_file.h).
+  // Empty: anonymous memory or a memfd.
+  std::string file;
   // memfd with MFD_HUGETLB from the host's pre-reserved pool; implies shared.
   bool hugepages = false;
   uint64_t hugepage_size = kHugePage2M;  // kHugePage2M or kHugePage1G
@@ -30,7 +37,8 @@ struct RamOptions {
   Thp thp = Thp::kDefault;
   std::optional<uint32_t> host_numa_node;  // mbind(MPOL_BIND) to this node
 
-  // The granule every size and file offset of this RAM must be a multiple of.
+  // The granule every size and file offset of this RAM must be a multiple of
+  // (for `file`, the file system's page size may be larger: RamFileInfo).
   [[nodiscard]] uint64_t page_size() const { return hugepages ? hugepage_size : 4096; }
 };
 

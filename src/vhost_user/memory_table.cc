@@ -1,7 +1,9 @@
 #include "vhost_user/memory_table.h"
 
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,9 +51,12 @@ Result<MemoryTable> MemoryTable::map(std::span<const MemoryRegionDesc> regions, 
     }
   }
 
-  MemoryTable t;
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<MemoryRegion> views;
+  // Per region: the file's facts, checked, and whether it can be placed in a
+  // guest-contiguous host run (page-aligned in guest space and in its file).
+  const uint64_t sys_page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<uint64_t> pages(regions.size(), sys_page);
+  std::vector<bool> in_run(regions.size(), false);
+  std::vector<ReservedRuns::Piece> pieces;
   for (size_t i = 0; i < regions.size(); ++i) {
     const auto& r = regions[i];
     struct stat st {};
@@ -62,8 +67,38 @@ Result<MemoryTable> MemoryTable::map(std::span<const MemoryRegionDesc> regions, 
     if (static_cast<uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
       return fail("memory region {} needs bytes [{:#x}, {:#x}) of its fd, which has {:#x}", i,
                   r.mmap_offset, r.mmap_offset + r.memory_size, st.st_size);
-    // mmap needs a page-aligned offset; map from the page below.
-    uint64_t aligned = r.mmap_offset & ~(page - 1);
+    // A hugetlbfs file maps only at huge page boundaries.
+    struct statfs fs {};
+    if (::fstatfs(fds[i].get(), &fs) == 0 && static_cast<uint64_t>(fs.f_type) == HUGETLBFS_MAGIC &&
+        fs.f_bsize > 0)
+      pages[i] = static_cast<uint64_t>(fs.f_bsize);
+    uint64_t page = pages[i];
+    in_run[i] =
+        r.guest_phys_addr % page == 0 && r.memory_size % page == 0 && r.mmap_offset % page == 0;
+    if (in_run[i]) pieces.push_back({r.guest_phys_addr, r.memory_size, page});
+  }
+
+  // Regions adjacent in guest space are mapped back to back in one reserved
+  // host range (memory/reserved_runs.h, as skiff's own GuestRam does), so a
+  // buffer across their boundary is one host span and GuestMemory accepts
+  // it; anything else is still refused.
+  MemoryTable t;
+  t.runs_ = SKIFF_TRY(ReservedRuns::reserve(std::move(pieces)));
+  std::vector<MemoryRegion> views;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto& r = regions[i];
+    if (in_run[i]) {
+      auto host = t.runs_.map(r.guest_phys_addr, r.memory_size, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_NORESERVE, fds[i].get(), r.mmap_offset);
+      if (!host)
+        return fail("mapping memory region {} ({:#x} bytes at fd offset {:#x}): {}", i,
+                    r.memory_size, r.mmap_offset, host.error().what());
+      views.push_back({r.guest_phys_addr, r.memory_size, *host});
+      continue;
+    }
+    // Not page-aligned: a mapping of its own (mmap needs a page-aligned
+    // offset; map from the page below).
+    uint64_t aligned = r.mmap_offset & ~(pages[i] - 1);
     uint64_t slack = r.mmap_offset - aligned;
     if (add_overflows(r.memory_size, slack) || r.memory_size + slack > SIZE_MAX)
       return fail("memory region {} is too large to map", i);
@@ -88,6 +123,7 @@ MemoryTable::~MemoryTable() {
 
 MemoryTable::MemoryTable(MemoryTable&& o) noexcept
     : regions_(std::move(o.regions_)),
+      runs_(std::move(o.runs_)),
       mappings_(std::exchange(o.mappings_, {})),
       memory_(std::move(o.memory_)) {}
 
@@ -95,6 +131,7 @@ MemoryTable& MemoryTable::operator=(MemoryTable&& o) noexcept {
   if (this != &o) {
     unmap_all();
     regions_ = std::move(o.regions_);
+    runs_ = std::move(o.runs_);
     mappings_ = std::exchange(o.mappings_, {});
     memory_ = std::move(o.memory_);
   }
@@ -104,6 +141,7 @@ MemoryTable& MemoryTable::operator=(MemoryTable&& o) noexcept {
 void MemoryTable::unmap_all() {
   for (auto& m : mappings_) ::munmap(m.base, m.length);
   mappings_.clear();
+  runs_.release();
   regions_.clear();
   memory_ = GuestMemory();
 }

@@ -11,6 +11,12 @@
 // The mappings are owned here (munmap on destruction) and exposed only as a
 // GuestMemory, so device accesses stay bounds-checked (STYLE.md §1).
 //
+// Regions that follow each other in guest-physical space (two memory
+// backends or zones back to back) are mapped back to back in one reserved
+// host range, so a guest buffer across the boundary is accepted like in
+// skiff's own GuestRam; a region that is not page-aligned in guest space
+// or in its file is mapped on its own (and a range cannot cross into it).
+//
 // Ring addresses in SET_VRING_ADDR are the front end's user-space
 // addresses; user_to_guest() translates them through this table
 // ("Note that a ring address is ... a user address").
@@ -26,6 +32,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "memory/reserved_runs.h"
 #include "vhost_user/protocol.h"
 
 namespace skiff::vhost_user {
@@ -59,7 +66,8 @@ class MemoryTable {
   void unmap_all();
 
   std::vector<MemoryRegionDesc> regions_;
-  std::vector<Mapping> mappings_;
+  ReservedRuns runs_;              // guest-contiguous regions, back to back
+  std::vector<Mapping> mappings_;  // regions not page-aligned, each on its own
   GuestMemory memory_;
 };
 

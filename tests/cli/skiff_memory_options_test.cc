@@ -124,7 +124,18 @@ TEST(SkiffMemoryOptions, BadZonesAreUsageErrorsNamingTheValue) {
            {{"--memory-zone", "id=a,size=3M,hugepages=on"},
             "--memory-zone id=a: size=3M is not a multiple of the 2 MiB huge page size"},
            {{"--memory-zone", "id=a,size=0"}, "--memory-zone id=a: size=0: RAM must not be empty"},
-           {{"--memory-zone", "id=a,size=1G,file=/x"}, "file"},
+           {{"--memory-zone", "id=a,size=1G,file=/no/such/dir/x"},
+            "--memory-zone id=a: file=/no/such/dir/x: directory /no/such/dir does not exist"},
+           {{"--memory-zone", "id=a,size=1G,file=/dev/null,shared=on"},
+            "--memory-zone id=a: file=/dev/null is a character device"},
+           {{"--memory-zone", "id=a,size=1G,file=/no-such-file"},
+            "file=/no-such-file does not exist: with shared=off the file is only read"},
+           {{"--memory-zone", "id=a,size=1G,file="}, "--memory-zone id=a: file= is empty"},
+           {{"--memory-zone", "id=a,size=1G,file=/tmp,hugepages=on"},
+            "file=/tmp with hugepages=on: give one of them"},
+           {{"--memory-zone", "id=a,size=1G,file=/tmp,mergeable=on"},
+            "mergeable=on with file=/tmp"},
+           {{"--memory", "size=1G,file=/tmp"}, "--memory: file=/tmp is a --memory-zone option"},
            {{"--memory-zone", "id=a,size=4M"}, "the zones add up to 4194304 bytes"},
            {{"--memory-zone", "id=a,size=1G,shared=on,mergeable=on"},
             "--memory-zone id=a: mergeable=on needs private memory"},
@@ -137,12 +148,28 @@ TEST(SkiffMemoryOptions, BadZonesAreUsageErrorsNamingTheValue) {
   }
 }
 
+TEST(SkiffMemoryOptions, ZoneFileIsParsed) {
+  auto r = parse(
+      {"--memory-zone", "id=a,size=64M,file=/tmp,shared=on", "--memory-zone", "id=b,size=64M"});
+  auto* a = std::get_if<SkiffArgs>(&r);
+  ASSERT_NE(a, nullptr) << std::get<EarlyExit>(r).text;
+  ASSERT_EQ(a->vm.memory.zones.size(), 2u);
+  EXPECT_EQ(a->vm.memory.zones[0].backing.file, "/tmp");
+  EXPECT_TRUE(a->vm.memory.zones[0].backing.shared);
+  EXPECT_EQ(a->vm.memory.zones[1].backing.file, "");
+  EXPECT_FALSE(a->vm.memory.zones[1].backing.shared);
+  // A directory with shared=off is fine too (a private temporary file).
+  auto p = parse({"--memory-zone", "id=a,size=64M,file=/tmp"});
+  ASSERT_NE(std::get_if<SkiffArgs>(&p), nullptr) << std::get<EarlyExit>(p).text;
+}
+
 TEST(SkiffMemoryOptions, HelpDescribesMemoryAndZones) {
   auto r = parse_skiff_args({"skiff", "--help"});
   auto* e = std::get_if<EarlyExit>(&r);
   ASSERT_NE(e, nullptr);
-  for (const char* word : {"--memory-zone", "hugepages=on", "hugepage_size=2M|1G", "mergeable=on",
-                           "prefault=on", "host_numa_node=N", "thp=on|off", "shared=on"})
+  for (const char* word :
+       {"--memory-zone", "hugepages=on", "hugepage_size=2M|1G", "mergeable=on", "prefault=on",
+        "host_numa_node=N", "thp=on|off", "shared=on", "file=PATH", "hugetlbfs"})
     EXPECT_NE(e->text.find(word), std::string::npos) << word;
 }
 
