@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "base/result.h"
 
@@ -26,10 +27,45 @@ struct ExtentStatus {
   bool compressed = false;
 };
 
-// Where some virtual-disk bytes live in a host file (see map_extent).
+class DiskImage;
+
+// An I/O engine's claim on the host bytes of one mapped extent (see
+// DiskImage::map_extent): while it lives, the image does not give those host
+// bytes to anything else (qcow2 defers freeing a discarded cluster until
+// its last pin is gone). Move-only; it must not outlive its image. Empty
+// for images whose mapping never changes (raw).
+class ExtentPin {
+ public:
+  ExtentPin() = default;
+  ExtentPin(DiskImage* image, uint32_t id) : image_(image), id_(id) {}
+  ExtentPin(ExtentPin&& o) noexcept : image_(o.image_), id_(o.id_) { o.image_ = nullptr; }
+  ExtentPin& operator=(ExtentPin&& o) noexcept {
+    if (this != &o) {
+      reset();
+      image_ = o.image_;
+      id_ = o.id_;
+      o.image_ = nullptr;
+    }
+    return *this;
+  }
+  ExtentPin(const ExtentPin&) = delete;
+  ExtentPin& operator=(const ExtentPin&) = delete;
+  ~ExtentPin() { reset(); }
+  // The engine's transfer is over (completed or cancelled and waited for).
+  inline void reset();
+  [[nodiscard]] bool held() const { return image_ != nullptr; }
+
+ private:
+  DiskImage* image_ = nullptr;
+  uint32_t id_ = 0;
+};
+
+// Where some virtual-disk bytes live in a host file (see map_extent), and
+// the pin that keeps them there until the transfer is done.
 struct HostExtent {
   int fd = -1;
   uint64_t offset = 0;
+  ExtentPin pin{};
 };
 
 // What O_DIRECT demands of a transfer on an image's file (direct=on):
@@ -72,7 +108,9 @@ class DiskImage {
   // change; nullopt when only read()/write() can serve it (unallocated or
   // compressed qcow2 clusters, backing files, copy-on-write). Raw: always;
   // qcow2: allocated data clusters (for writes: ones with QCOW_OFLAG_COPIED).
-  // The range must already be checked against size().
+  // The range must already be checked against size(). The caller keeps the
+  // returned pin until its transfer is over (see ExtentPin): a discard in
+  // the meantime must not let the image reuse those host bytes.
   [[nodiscard]] virtual std::optional<HostExtent> map_extent(uint64_t /*offset*/,
                                                              uint64_t /*length*/, bool /*write*/) {
     return std::nullopt;
@@ -83,6 +121,15 @@ class DiskImage {
   [[nodiscard]] virtual int linear_fd() const { return -1; }
   // Alignment the mapped fds need (direct=on); see IoAlignment.
   [[nodiscard]] virtual IoAlignment io_alignment() const { return {}; }
+
+ protected:
+  // Pin `id` (handed out by map_extent) is released; called from any thread.
+  friend class ExtentPin;
+  virtual void release_extent(uint32_t /*id*/) {}
 };
+
+void ExtentPin::reset() {
+  if (image_ != nullptr) std::exchange(image_, nullptr)->release_extent(id_);
+}
 
 }  // namespace skiff

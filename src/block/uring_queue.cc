@@ -75,7 +75,7 @@ io_uring_sqe* UringQueue::get_sqe() {
   return sqe;
 }
 
-Result<bool> UringQueue::start_rw(uint32_t slot, bool write, HostExtent at,
+Result<bool> UringQueue::start_rw(uint32_t slot, bool write, const HostExtent& at,
                                   std::span<const iovec> iov, IoAlignment align) {
   begin(slot, kOpTransfer, at.fd);
   Slot& s = slots_[slot];

@@ -74,7 +74,7 @@ class UringQueue {
   // Starts a read (into `iov`) or a write (from `iov`) of the iov's total
   // length at `at`. `iov` is copied; the buffers must stay valid until the
   // slot completes. Returns whether a bounce buffer is used.
-  [[nodiscard]] Result<bool> start_rw(uint32_t slot, bool write, HostExtent at,
+  [[nodiscard]] Result<bool> start_rw(uint32_t slot, bool write, const HostExtent& at,
                                       std::span<const iovec> iov, IoAlignment align);
   // fdatasync(fd), after every earlier submission on this ring completed.
   [[nodiscard]] Result<> start_flush(uint32_t slot, int fd);

@@ -154,9 +154,9 @@ bool VirtioDevice::reset_queue(uint16_t index) {
   if (index >= queues_.size() || !(status() & kStatusFeaturesOk) || !negotiated(kFeatureRingReset))
     return false;
   // §2.6.1.1.2: no more requests from this queue and no notifications for
-  // it; in-flight requests complete first so nothing lands in the old rings
-  // after the driver sees the reset done.
-  stop_queue(index);
+  // it; in-flight requests complete or are dropped first so nothing lands in
+  // the old rings after the driver sees the reset done.
+  if (queues_[index].active()) on_queue_reset(index, queues_[index]);
   queues_[index].reset();
   return true;
 }

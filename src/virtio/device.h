@@ -181,9 +181,9 @@ class VirtioDevice {
   // VIRTIO_F_RING_RESET if supports_queue_reset() says it can lose one
   // queue's state on its own. vhost-user has no such message: not offered.
   void offer_ring_reset();
-  // §2.6.1.1: the driver reset queue `index`. The device finishes what is in
-  // flight on it (stop_queue), then returns it to its power-on state (not
-  // ready, not active, size = max). Refused (false) unless RING_RESET was
+  // §2.6.1.1: the driver reset queue `index`. The device finishes or drops
+  // what is in flight on it (on_queue_reset), then returns it to its
+  // power-on state (not ready, not active, size = max). Refused (false) unless RING_RESET was
   // negotiated and FEATURES_OK set, or for a queue that does not exist.
   // Same threading as process_queue (the transport serialises the two).
   [[nodiscard]] bool reset_queue(uint16_t index);
@@ -205,6 +205,11 @@ class VirtioDevice {
   virtual void on_reset() {}
   // See stop_queue(); `queue` is still active.
   virtual void on_queue_stop(uint16_t /*index*/, Queue& /*queue*/) {}
+  // See reset_queue(); `queue` is still active. Like on_reset() for one
+  // queue: nothing may touch the old rings or buffers afterwards, and the
+  // driver takes back what was in flight (§2.6.1.1.2), so a device may
+  // cancel it instead of completing it. Default: on_queue_stop().
+  virtual void on_queue_reset(uint16_t index, Queue& queue) { on_queue_stop(index, queue); }
   // See set_queue_enabled().
   virtual void on_queue_enabled(uint16_t /*index*/, bool /*enabled*/) {}
   // Handle the available buffers of queue `index`. An error means the

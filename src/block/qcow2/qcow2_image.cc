@@ -29,6 +29,9 @@ Result<std::unique_ptr<Qcow2Image>> Qcow2Image::open(const std::string& path,
 }
 
 Qcow2Image::~Qcow2Image() {
+  if (pins_held_ > 0)
+    LOG_ERROR("qcow2 '{}': closed with {} mapped extents still in flight", file_.path(),
+              pins_held_);
   if (read_only_ || !refcounts_) return;
   std::lock_guard g(mutex_);
   if (auto r = flush_tables_locked(); !r)
@@ -301,7 +304,18 @@ std::optional<HostExtent> Qcow2Image::map_extent(uint64_t offset, uint64_t lengt
   auto run = contiguous_bytes(gc, *host, inc, length, write);
   if (!run || *run < length) return std::nullopt;
   if (!check_host_range(*host + inc, length, "L2 entry's data cluster")) return std::nullopt;
-  return HostExtent{file_.fd(), *host + inc};
+  // Pin the host clusters until the engine is done (see the header).
+  uint32_t id;
+  if (!free_pin_ids_.empty()) {
+    id = free_pin_ids_.back();
+    free_pin_ids_.pop_back();
+  } else {
+    id = static_cast<uint32_t>(pins_.size());
+    pins_.emplace_back();
+  }
+  pins_[id] = {(*host + inc) >> cluster_bits_, ((*host + inc + length - 1) >> cluster_bits_) + 1};
+  ++pins_held_;
+  return HostExtent{file_.fd(), *host + inc, ExtentPin(this, id)};
 }
 
 Result<> Qcow2Image::read(uint64_t offset, std::span<uint8_t> out) {

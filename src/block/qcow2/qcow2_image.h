@@ -17,6 +17,9 @@
 //
 // Threading: every public method takes the image's (recursive) mutex, so
 // callers may also hold it (lock()) across several calls to make them atomic.
+// Extents handed to an I/O engine (map_extent) are pinned until the engine's
+// transfer is over, so a concurrent discard cannot get their host clusters
+// reused (see map_extent).
 #pragma once
 
 #include <cstdint>
@@ -60,10 +63,23 @@ class Qcow2Image final : public DiskImage {
   // writes only clusters that are ours alone (QCOW_OFLAG_COPIED in L1 and
   // L2), exactly the in-place fast path of write(). Everything else
   // (unallocated, zero, compressed, backing, copy-on-write) is nullopt and
-  // goes through read()/write(). The engine's transfer is not under the
-  // image's lock: a guest that discards a range while reading or writing it
-  // may see or clobber whatever the freed cluster is reused for (its own
-  // data; the virtio-blk spec leaves concurrent requests unordered).
+  // goes through read()/write().
+  //
+  // In-flight extents: the engine's transfer runs outside the image's lock,
+  // possibly while another queue discards or zeroes the same clusters. So
+  // each mapping pins its host clusters (HostExtent::pin) until the engine
+  // drops the pin, and a refcount decrement of a pinned host cluster is
+  // deferred until its last pin goes (release_extent): the cluster keeps a
+  // refcount >= 1, so allocate_clusters() never hands it to other data or
+  // metadata while an old transfer may still read or write it. The L2 entry
+  // stops pointing at it at once (the discard is visible to later requests)
+  // and that table change is on disk before the deferred decrement, as for
+  // any free. The transfer itself lands in (or reads) the orphaned cluster,
+  // which is what unordered concurrent requests may see (virtio 1.2 §5.2.6).
+  // A crash while a decrement is deferred leaks the cluster (refcount 1, no
+  // reference), which 'check' reports as a leak and repair reclaims. Pins
+  // must be released before the image is destroyed. The offline metadata
+  // calls below (update_refcount, rebuild_refcounts, snapshots) ignore pins.
   [[nodiscard]] bool maps_extents() const override { return true; }
   [[nodiscard]] std::optional<HostExtent> map_extent(uint64_t offset, uint64_t length,
                                                      bool write) override;
@@ -187,6 +203,16 @@ class Qcow2Image final : public DiskImage {
   [[nodiscard]] Result<> free_host_range(uint64_t host_offset, uint64_t length);
   [[nodiscard]] Result<> free_entry_clusters(uint64_t l2_entry);
   [[nodiscard]] Result<> process_pending_frees();
+  // Host cluster ranges [first, end) pinned by in-flight extents, sorted and
+  // merged; empty when nothing is pinned.
+  struct ClusterRange {
+    uint64_t first;
+    uint64_t end;
+  };
+  [[nodiscard]] std::vector<ClusterRange> pinned_ranges_locked() const;
+  // Whether `cluster` lies in one of the `sorted` ranges.
+  [[nodiscard]] static bool covers(std::span<const ClusterRange> sorted, uint64_t cluster);
+  void release_extent(uint32_t id) override;
   [[nodiscard]] Result<> flush_tables_locked();
   [[nodiscard]] Result<> write_l1_locked();
   [[nodiscard]] Result<> write_header_locked();
@@ -214,6 +240,13 @@ class Qcow2Image final : public DiskImage {
   std::unique_ptr<qcow2::RefcountTable> refcounts_;
   std::unique_ptr<DiskImage> backing_;
   std::vector<PendingFree> pending_frees_;
+  // map_extent pins by id: the host clusters each covers (end 0: id unused).
+  std::vector<ClusterRange> pins_;
+  std::vector<uint32_t> free_pin_ids_;
+  uint32_t pins_held_ = 0;
+  // One entry per refcount decrement of a host cluster that was pinned when
+  // it was due (see map_extent); applied when no pin covers it any more.
+  std::vector<uint64_t> deferred_frees_;
   // Packing of compressed clusters: next free byte in the last cluster used
   // for compressed data (0 = none).
   uint64_t compressed_next_ = 0;

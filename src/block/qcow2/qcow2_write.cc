@@ -2,9 +2,13 @@
 // overwrite of clusters we own, discard, write_zeroes and compressed writes.
 // Every cluster that stops being referenced is queued in pending_frees_ and
 // its refcount is only decremented after the tables no longer pointing at it
-// are on disk (process_pending_frees), see flush_tables_locked().
+// are on disk (process_pending_frees), see flush_tables_locked(); for a
+// cluster an I/O engine still has pinned (map_extent), only once the last
+// pin is released (release_extent).
 #include <algorithm>
+#include <iterator>
 
+#include "base/log.h"
 #include "block/qcow2/compress.h"
 #include "block/qcow2/format.h"
 #include "block/qcow2/qcow2_image.h"
@@ -39,21 +43,81 @@ Result<> Qcow2Image::free_entry_clusters(uint64_t entry) {
   }
 }
 
+bool Qcow2Image::covers(std::span<const ClusterRange> sorted, uint64_t cluster) {
+  auto it = std::upper_bound(sorted.begin(), sorted.end(), cluster,
+                             [](uint64_t c, const ClusterRange& r) { return c < r.first; });
+  return it != sorted.begin() && cluster < std::prev(it)->end;
+}
+
+std::vector<Qcow2Image::ClusterRange> Qcow2Image::pinned_ranges_locked() const {
+  std::vector<ClusterRange> out;
+  if (pins_held_ == 0) return out;
+  for (const ClusterRange& p : pins_)
+    if (p.end != 0) out.push_back(p);
+  std::sort(out.begin(), out.end(),
+            [](const ClusterRange& a, const ClusterRange& b) { return a.first < b.first; });
+  size_t n = 0;
+  for (const ClusterRange& r : out) {
+    if (n > 0 && r.first <= out[n - 1].end)
+      out[n - 1].end = std::max(out[n - 1].end, r.end);
+    else
+      out[n++] = r;
+  }
+  out.resize(n);
+  return out;
+}
+
 Result<> Qcow2Image::process_pending_frees() {
   if (pending_frees_.empty()) return {};
   // Nothing on disk may point at a cluster whose refcount drops.
   SKIFF_TRY_VOID(flush_tables_locked());
   std::vector<PendingFree> frees;
   frees.swap(pending_frees_);
+  // A cluster an I/O engine still transfers to or from keeps its reference
+  // until the engine is done (map_extent, release_extent).
+  const std::vector<ClusterRange> pinned = pinned_ranges_locked();
   for (const PendingFree& f : frees) {
     const uint64_t first = f.host_offset >> cluster_bits_;
     const uint64_t last = (f.host_offset + f.length - 1) >> cluster_bits_;
-    for (uint64_t c = first; c <= last; ++c) SKIFF_TRY_VOID(refcounts_->add(c, -1));
+    for (uint64_t c = first; c <= last; ++c) {
+      if (covers(pinned, c))
+        deferred_frees_.push_back(c);
+      else
+        SKIFF_TRY_VOID(refcounts_->add(c, -1));
+    }
   }
   // A freed cluster may be reused for anything now.
   compressed_next_ = 0;
   decompressed_entry_ = 0;
   return {};
+}
+
+void Qcow2Image::release_extent(uint32_t id) {
+  std::lock_guard g(mutex_);
+  if (id >= pins_.size() || pins_[id].end == 0) return;  // not ours: nothing held
+  pins_[id] = {};
+  free_pin_ids_.push_back(id);
+  --pins_held_;
+  if (deferred_frees_.empty()) return;
+  // The tables stopped pointing at these clusters (on disk) when their
+  // decrement was deferred; nothing new can point at them since (their
+  // refcount kept them from being allocated), so they drop now.
+  const std::vector<ClusterRange> pinned = pinned_ranges_locked();
+  size_t kept = 0;
+  for (uint64_t c : deferred_frees_) {
+    if (covers(pinned, c)) {
+      deferred_frees_[kept++] = c;
+    } else if (auto r = refcounts_->add(c, -1); !r) {
+      // Only leaks the cluster: the image stays consistent.
+      LOG_WARN("qcow2 '{}': freeing host cluster {} after its transfer failed: {}", file_.path(), c,
+               r.error().what());
+    }
+  }
+  if (kept < deferred_frees_.size()) {
+    deferred_frees_.resize(kept);
+    compressed_next_ = 0;
+    decompressed_entry_ = 0;
+  }
 }
 
 Result<> Qcow2Image::set_l2_entry(uint64_t gc, uint64_t entry) {

@@ -54,9 +54,19 @@ uint8_t DiskImageExecutor::execute(const BlkRequest& req, BufferList readable,
 // A request on a queue's ring, by head index.
 struct InFlight {
   BlkRequest req;
+  ExtentPin pin;  // IN/OUT on a mapped extent: held until the transfer is over
 };
 
 struct VirtioBlock::QueueState {
+  ~QueueState() {
+    // The kernel lets go of the mapped extents before their pins go.
+    ring.reset();
+  }
+  // The ring was cancelled and waited for: no slot is in flight any more.
+  void drop_pins() {
+    for (InFlight& f : in_flight) f.pin.reset();
+  }
+
   DescriptorChain chain;             // reusable, no allocation once warm
   std::unique_ptr<UringQueue> ring;  // nullptr: synchronous only
   std::vector<InFlight> in_flight;   // indexed by head
@@ -241,6 +251,7 @@ Result<bool> VirtioBlock::start_async(QueueState& qs, const BlkRequest& req,
       auto bounced = ring.start_rw(head, write, *at, qs.iov, align);
       if (!bounced) return false;  // no bounce buffer: do it synchronously
       if (*bounced) stats.bounced.fetch_add(1, std::memory_order_relaxed);
+      qs.in_flight[head].pin = std::move(at->pin);
       break;
     }
     case VIRTIO_BLK_T_FLUSH: {
@@ -272,6 +283,9 @@ Result<bool> VirtioBlock::start_async(QueueState& qs, const BlkRequest& req,
 }
 
 Result<bool> VirtioBlock::finish(QueueState& qs, Queue& queue, BlkQueueStats& stats, size_t count) {
+  // The transfers are over: the image may free what they used (and must,
+  // even if answering one of them fails below).
+  for (size_t i = 0; i < count; ++i) qs.in_flight[qs.done[i].slot].pin.reset();
   for (size_t i = 0; i < count; ++i) {
     auto [slot, result] = qs.done[i];
     const BlkRequest& req = qs.in_flight[slot].req;
@@ -345,15 +359,32 @@ Result<> VirtioBlock::handle_queue(uint16_t index, Queue& queue) {
 void VirtioBlock::on_reset() {
   // Nothing the kernel still does for the old driver may land afterwards:
   // cancel, wait, forget (no status, no used entry).
-  for (auto& qs : queues_)
-    if (qs->ring) qs->ring->cancel_and_wait();
+  for (auto& qs : queues_) {
+    if (!qs->ring) continue;
+    qs->ring->cancel_and_wait();
+    qs->drop_pins();
+  }
+}
+
+void VirtioBlock::on_queue_reset(uint16_t index, Queue& /*queue*/) {
+  // §2.6.1.1.2: the driver takes its in-flight buffers back (Linux's
+  // virtqueue_detach_unused_buf), so they are cancelled like on a device
+  // reset rather than waited for: a stuck backend cannot hang the driver's
+  // queue_reset write. Only this queue's ring; the others keep running.
+  QueueState& qs = *queues_[index];
+  if (!qs.ring) return;
+  qs.ring->cancel_and_wait();
+  qs.drop_pins();
 }
 
 void VirtioBlock::on_queue_stop(uint16_t index, Queue& queue) {
   QueueState& qs = *queues_[index];
   if (!qs.ring || qs.ring->in_flight() == 0) return;
   size_t n = qs.ring->wait_all(qs.done);
-  if (needs_reset()) return;  // the driver gets nothing more from a failed device
+  if (needs_reset()) {  // the driver gets nothing more from a failed device
+    qs.drop_pins();
+    return;
+  }
   auto used = finish(qs, queue, stats_[index], n);
   if (!used) {
     mark_needs_reset(used.error());

@@ -1,7 +1,8 @@
 // VirtioBlock: virtio-blk (virtio 1.2 §5.2) over a DiskImage backend.
 //
 // Offered: VERSION_1, EVENT_IDX, INDIRECT_DESC, SEG_MAX, BLK_SIZE, FLUSH,
-// TOPOLOGY, DISCARD, WRITE_ZEROES, RO (read-only disk), MQ (num_queues > 1).
+// TOPOLOGY, DISCARD, WRITE_ZEROES, RO (read-only disk), MQ (num_queues > 1),
+// RING_RESET (when the transport has a per-queue reset: virtio-pci).
 // Requests: IN, OUT, FLUSH (DiskImage::flush: durability is the backend's
 // job), GET_ID (serial, 20 bytes, NUL-padded, no NUL if full), DISCARD,
 // WRITE_ZEROES (validated segments, blk_request.h). Everything else is
@@ -42,9 +43,15 @@
 //     unaligned ones through a per-slot bounce buffer (counted in
 //     BlkQueueStats::bounced). blk_size reports the O_DIRECT block size.
 //   - reset() cancels what the kernel can cancel and waits for the rest, and
-//     drops their completions; stop_queue() (vhost-user GET_VRING_BASE)
-//     waits and completes them. Either way nothing writes guest memory
-//     afterwards.
+//     drops their completions; so does a queue reset (VIRTIO_F_RING_RESET,
+//     virtio 1.2 §2.6.1, offered behind virtio-pci only), for that queue's
+//     ring alone while the other queues keep running; stop_queue()
+//     (vhost-user GET_VRING_BASE) waits and completes them. Either way
+//     nothing writes guest memory afterwards.
+//   - Mapped extents are pinned (DiskImage::map_extent, ExtentPin) from the
+//     submission until the request's completion is reaped or the ring was
+//     cancelled and waited for: a qcow2 DISCARD / WRITE_ZEROES from any
+//     queue meanwhile cannot get the host clusters reused for other data.
 #pragma once
 
 #include <atomic>
@@ -125,6 +132,10 @@ class VirtioBlock final : public VirtioDevice {
   [[nodiscard]] Result<> handle_queue(uint16_t index, Queue& queue) override;
   void on_reset() override;
   void on_queue_stop(uint16_t index, Queue& queue) override;
+  void on_queue_reset(uint16_t index, Queue& queue) override;
+  // Each queue's requests live in its own QueueState and ring: one queue
+  // can be cancelled and restarted alone (on_queue_reset).
+  [[nodiscard]] bool supports_queue_reset() const override { return true; }
 
  private:
   struct QueueState;
