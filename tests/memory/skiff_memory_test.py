@@ -6,6 +6,7 @@
   skiff_memory_test.py hugepages  --skiff SKIFF --elf mem_walk.pvh.elf
   skiff_memory_test.py ksm        --skiff SKIFF --elf mem_walk.pvh.elf
   skiff_memory_test.py zones      --skiff SKIFF --elf bootinfo.pvh.elf
+  skiff_memory_test.py file-zones --skiff SKIFF --elf mem_walk.pvh.elf
 
 qemu-ref: the guest under QEMU with memfd-backed RAM, and with hugetlb=on when
 the pool can be grown here (restored after), proves the guest right
@@ -23,6 +24,9 @@ processes must get pages merged (/proc/PID/ksm_merging_pages). Needs
 zones: the bootinfo guest under skiff with two --memory-zone entries (one
 private, one shared) sees one contiguous RAM map of their total size.
 Needs /dev/kvm.
+file-zones: bad --memory-zone file= values are refused with exit 2 and the
+value named, before RAM or KVM; a good one is created at the zone's size
+(and the guest walks memory in it where there is /dev/kvm).
 Exit 0 pass, 1 fail, 77 skipped.
 """
 import argparse
@@ -213,16 +217,66 @@ def zones(a):
         fail(f"guest RAM should end at 160 MiB (64 + 96):\n{r.stdout}\n{r.stderr}")
 
 
+def file_zones(a):
+    """--memory-zone file=: bad paths are usage errors (exit 2) before any
+    RAM or /dev/kvm; a good one gets past RAM setup (the file is created at
+    the zone's size) and the guest runs from it where there is KVM."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        small = os.path.join(d, "small")
+        with open(small, "wb") as f:
+            f.write(b"\1" * 4096)
+        cases = [
+            (f"file={d}/no/such/ram,shared=on", f"file={d}/no/such/ram: directory {d}/no/such does not exist"),
+            ("file=/dev/null,shared=on", "file=/dev/null is a character device"),
+            (f"file={d}/missing", f"file={d}/missing does not exist: with shared=off the file is only read"),
+            (f"file={small}", f"file={small} has 4096 bytes, fewer than size=67108864"),
+            (f"file={d},hugepages=on", f"file={d} with hugepages=on: give one of them"),
+        ]
+        for opts, msg in cases:
+            r = subprocess.run([a.skiff, "--kernel", a.elf, "--serial", "off", "--memory", "size=0",
+                                "--memory-zone", f"id=z,size=64M,{opts}"],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode != 2 or f"--memory-zone id=z: {msg}" not in r.stderr:
+                fail(f"{opts}: skiff exit status {r.returncode} (want 2), stderr:\n{r.stderr}\n"
+                     f"wanted: --memory-zone id=z: {msg}")
+            print(f"refused with exit 2: {r.stderr.strip().splitlines()[-1]}")
+        if os.path.exists(os.path.join(d, "missing")) or os.path.getsize(small) != 4096:
+            fail("a refused file= zone created or changed a file")
+        # --memory has no file= in Cloud Hypervisor either.
+        r = subprocess.run([a.skiff, "--kernel", a.elf, "--memory", f"size=64M,file={d}"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 2 or "is a --memory-zone option" not in r.stderr:
+            fail(f"--memory file=: exit status {r.returncode} (want 2), stderr:\n{r.stderr}")
+
+        ram = os.path.join(d, "ram")
+        r = subprocess.run([a.skiff, "--kernel", a.elf, "--cmdline", "mib=16 steps=100000",
+                            "--memory", "size=0", "--memory-zone", f"id=z,size=64M,file={ram},shared=on"],
+                           capture_output=True, text=True, timeout=120)
+        if not os.path.exists(ram) or os.path.getsize(ram) != 64 << 20:
+            fail(f"file={ram} was not created at 64 MiB (exit {r.returncode}):\n{r.stderr}")
+        if not have_kvm():
+            if r.returncode != 6 or "/dev/kvm" not in r.stderr:
+                fail(f"without /dev/kvm skiff should stop at KVM (exit 6), got {r.returncode}:\n"
+                     f"{r.stderr}")
+            print("file zone set up; no /dev/kvm here, so the guest run is left out (exit 6 at KVM)")
+            return
+        if r.returncode != OK_EXIT:
+            fail(f"skiff exit status {r.returncode} (want {OK_EXIT})\n{r.stdout}\n{r.stderr}")
+        walk_ok(r.stdout, "skiff file zone")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["qemu-ref", "short-pool", "hugepages", "ksm", "zones"])
+    ap.add_argument("mode",
+                    choices=["qemu-ref", "short-pool", "hugepages", "ksm", "zones", "file-zones"])
     ap.add_argument("--elf", required=True)
     ap.add_argument("--skiff")
     a = ap.parse_args()
     if not os.path.exists(a.elf):
         fail(f"{a.elf} is missing (build the skiff_guests target)")
     {"qemu-ref": qemu_ref, "short-pool": short_pool, "hugepages": hugepages, "ksm": ksm,
-     "zones": zones}[a.mode](a)
+     "zones": zones, "file-zones": file_zones}[a.mode](a)
     print("PASS")
 
 
