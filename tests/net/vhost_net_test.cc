@@ -32,6 +32,7 @@
 #include "virtio/devices/net_wire.h"
 #include "virtio/devices/vhost_net_device.h"
 #include "virtio/fake_driver.h"
+#include "vmm/net_devices.h"
 
 namespace skiff::virtio {
 namespace {
@@ -384,6 +385,26 @@ TEST_F(VhostNetTest, ADescriptorOutsideGuestRamIsTheKernelsErrorAndNeedsReset) {
   activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq));
   post_rx(16);
   exchange_arp();
+}
+
+// skiff's --net tap=...,vhost=on as the vmm layer builds it (net_devices.h):
+// where /dev/vhost-net opens, the kernel data path, not the fallback.
+TEST_F(VhostNetTest, NetConfigWithVhostOnGetsTheKernelDataPath) {
+  NetConfig c;
+  c.tap = "vhn6";
+  c.vhost = true;
+  c.num_queues = 4;
+  auto d = make_net_device(c, 1, guest.mem);
+  ASSERT_TRUE(d) << d.error().what();
+  auto* vhost = dynamic_cast<VhostNetDevice*>(d->get());
+  ASSERT_NE(vhost, nullptr) << "fell back to skiff's own data path";
+  EXPECT_EQ(vhost->max_queue_pairs(), 2);
+  EXPECT_EQ(vhost->num_queues(), 5);
+  c.vhost = false;
+  c.tap = "vhn7";
+  auto plain = make_net_device(c, 1, guest.mem);
+  ASSERT_TRUE(plain) << plain.error().what();
+  EXPECT_EQ(dynamic_cast<VhostNetDevice*>(plain->get()), nullptr);
 }
 
 }  // namespace
