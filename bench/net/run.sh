@@ -5,9 +5,11 @@
 #     frames and 64 KiB TSO (tx), ratios printed. Needs root (netns, tap).
 #  2. skiff vs QEMU with KVM: the virtio_net test guest (ring 3, polling,
 #     one frame in flight) exchanging N frames with a raw socket on a tap,
-#     under each VMM, vhost off on both, then vhost on on both (skiff has no
-#     vhost-net data path: it falls back and says so). Needs /dev/kvm;
-#     prints "skipped: no /dev/kvm" otherwise.
+#     under each VMM, vhost off on both, then vhost on on both (the kernel's
+#     vhost-net moves the frames for both; virtio_net_test.py fails a skiff
+#     run that fell back to its own data path, and the vhost=on round is
+#     skipped without /dev/vhost-net). Needs /dev/kvm; prints "skipped: no
+#     /dev/kvm" otherwise.
 #
 #   bench/net/run.sh [--seconds S] [--frames N] [--reps R]
 # Paths: SKIFF_BUILD_DIR (default build/main).
