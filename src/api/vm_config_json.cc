@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "memory/ram_backing.h"
+#include "memory/ram_file.h"
 #include "net/mac_address.h"
 
 namespace skiff::api {
@@ -261,7 +262,7 @@ Result<MemoryZoneConfig> parse_memory_zone(const json& j, const std::string& pat
   SKIFF_TRY_VOID(check_fields(j, path,
                               {{"id", Rule::kHandled, ""},
                                {"size", Rule::kHandled, ""},
-                               {"file", Rule::kAbsent, "file-backed memory zones"},
+                               {"file", Rule::kHandled, ""},
                                {"mergeable", Rule::kHandled, ""},
                                {"shared", Rule::kHandled, ""},
                                {"hugepages", Rule::kHandled, ""},
@@ -277,7 +278,14 @@ Result<MemoryZoneConfig> parse_memory_zone(const json& j, const std::string& pat
   if (!has(j, "size")) return fail("{}.size: required (bytes)", path);
   z.size = SKIFF_TRY(get_uint(j, path, "size", 1, kMaxMemory));
   z.backing = SKIFF_TRY(parse_ram_options(j, path));
+  if (has(j, "file")) {
+    z.backing.file = SKIFF_TRY(get_string(j, path, "file"));
+    if (z.backing.file.empty()) return fail("{}.file: empty: give a file or a directory", path);
+    SKIFF_TRY_VOID(check_ram_options(path, z.backing));
+  }
   SKIFF_TRY_VOID(check_ram_size(path, z.size, z.backing));
+  // As on the command line: a bad path is the client's error.
+  if (!z.backing.file.empty()) (void)SKIFF_TRY(check_ram_file(path, z.size, z.backing));
   return z;
 }
 
@@ -358,6 +366,7 @@ json memory_to_json(const VmConfig& c) {
   }
   for (const auto& z : c.memory.zones) {
     json zone{{"id", z.id}, {"size", z.size}};
+    if (!z.backing.file.empty()) zone["file"] = z.backing.file;
     ram_options_to_json(z.backing, zone);
     if (z.backing.host_numa_node) zone["host_numa_node"] = *z.backing.host_numa_node;
     m["zones"].push_back(zone);
