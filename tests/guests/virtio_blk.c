@@ -27,8 +27,16 @@
  *   ISA, active low from 16, as PCI — delivered its vector to this CPU's
  *   LAPIC), INTX_STATUS=1 (PCI Status bit 3 while the ISR is set),
  *   INTX_ISR=1 (ISR bit 0), INTX_STATUS_AFTER=0 (reading the ISR lowered it)
+ *   with ring_reset=1: the blk function must offer VIRTIO_F_RING_RESET (bit
+ *   40), which is negotiated; after the checks above a read is made
+ *   available on queue 0 and the queue reset at once (virtio 1.2 §2.6.1.1:
+ *   queue_reset, then queue_reset and queue_enable read 0, queue_size the
+ *   maximum again), set up again with half the entries on other ring memory
+ *   (§2.6.1.2) while DRIVER_OK stays set, and sectors 8-15 read on it:
+ *   RING_RESET=ok (the pattern came back), RING_RESET_OLD_RING_QUIET=1 (the
+ *   old used ring did not move after the reset).
  * Command line: seed=N (pattern seed), rng=0 to skip the RNG, msix=0 to
- * leave MSI-X off, intx=1 (see above).
+ * leave MSI-X off, intx=1, ring_reset=1 (see above).
  *
  * bench=SECONDS (bench/blk_vm): instead of the checks above, 4 KiB random
  * reads on the virtio-blk disk with 32 requests always in flight (queue 0,
@@ -56,7 +64,12 @@ struct vdev {
   struct virtq q;
   uint8_t msix_vector; /* CPU vector of queue 0's MSI-X message; 0: none */
   uint16_t qsize;      /* entries; 0 in setup() means QSIZE */
+  int ring_reset;      /* negotiate VIRTIO_F_RING_RESET (ring_reset=1) */
 };
+
+/* queue_reset in the common config (§4.1.4.3), VIRTIO_F_RING_RESET (§6). */
+#define VCOMMON_Q_RESET 0x3a
+#define F_RING_RESET_HI (1u << (40 - 32))
 
 static uint8_t ring_mem[2][VIRTQ_RING_BYTES] __attribute__((aligned(4096)));
 static uint8_t data_mem[2][8192] __attribute__((aligned(4096)));
@@ -94,7 +107,22 @@ static void setup(struct vdev* v, uint32_t dev, int index, uint8_t msix_vector) 
   }
   if (v->qsize == 0) v->qsize = QSIZE;
   virtio_pci_begin(p);
-  virtio_pci_features_ok(p, 0); /* VERSION_1 only */
+  if (v->ring_reset) {
+    /* virtio_pci_features_ok() with VIRTIO_F_RING_RESET in the high word. */
+    VCOMMON32(p, VCOMMON_DFSELECT) = 1;
+    if (!(VCOMMON32(p, VCOMMON_DF) & F_RING_RESET_HI))
+      guest_fail("device %u does not offer VIRTIO_F_RING_RESET", dev);
+    VCOMMON32(p, VCOMMON_GFSELECT) = 0;
+    VCOMMON32(p, VCOMMON_GF) = 0;
+    VCOMMON32(p, VCOMMON_GFSELECT) = 1;
+    VCOMMON32(p, VCOMMON_GF) = 1 | F_RING_RESET_HI; /* VERSION_1, RING_RESET */
+    VCOMMON8(p, VCOMMON_STATUS) = VSTATUS_ACKNOWLEDGE | VSTATUS_DRIVER | VSTATUS_FEATURES_OK;
+    if (!(VCOMMON8(p, VCOMMON_STATUS) & VSTATUS_FEATURES_OK))
+      guest_fail("device %u refused FEATURES_OK with RING_RESET", dev);
+    VCOMMON16(p, VCOMMON_MSIX_CONFIG) = 0xffff;
+  } else {
+    virtio_pci_features_ok(p, 0); /* VERSION_1 only */
+  }
   /* Queue 0 -> MSI-X table entry 1. */
   virtq_setup(p, &v->q, 0, v->qsize, ring_mem[index], v->msix_vector ? 1 : 0xffff);
   virtio_pci_driver_ok(p);
@@ -179,6 +207,55 @@ static void test_blk(struct vdev* v) {
   s = blk_io(v, 4, 0, blk_buf, 0); /* FLUSH */
   if (s != 0) guest_fail("flush status %u", s);
   puts_line("BLK_WRITE=ok");
+}
+
+/* ---- ring_reset=1: virtqueue reset (§2.6.1) of the blk queue ---- */
+static uint8_t ring_mem_after_reset[VIRTQ_RING_BYTES] __attribute__((aligned(4096)));
+
+static void test_ring_reset(struct vdev* v) {
+  struct virtio_pci* p = &v->pci;
+  struct virtq* q = &v->q;
+  /* A read of sectors 8-15 into its own buffers, made available and not
+   * waited for: it may be done or in flight when the queue resets. */
+  struct blk_hdr* h = (struct blk_hdr*)(data_mem[0] + 128);
+  volatile uint8_t* status = data_mem[0] + 192;
+  h->type = 0;
+  h->reserved = 0;
+  h->sector = 8;
+  *status = 0xff;
+  virtq_set_desc(q, 0, (uint64_t)(uintptr_t)h, 16, VIRTQ_DESC_F_NEXT);
+  q->desc[0].next = 1;
+  virtq_set_desc(q, 1, (uint64_t)(uintptr_t)(data_mem[0] + 4096), 4096,
+                 VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT);
+  q->desc[1].next = 2;
+  virtq_set_desc(q, 2, (uint64_t)(uintptr_t)status, 1, VIRTQ_DESC_F_WRITE);
+  virtq_post(q, 0);
+
+  uint16_t max = 0;
+  VCOMMON16(p, VCOMMON_Q_SELECT) = 0;
+  VCOMMON16(p, VCOMMON_Q_RESET) = 1;
+  /* §4.1.4.3.2: the reset is complete once queue_reset reads 0 again. */
+  uint64_t start = rdtsc();
+  while (VCOMMON16(p, VCOMMON_Q_RESET) != 0) {
+    cpu_relax();
+    if (rdtsc() - start > 30ull * 1000 * 1000 * 1000) guest_fail("queue_reset never read 0");
+  }
+  volatile uint16_t* old_used_idx = (volatile uint16_t*)(q->used + 2);
+  uint16_t used_at_reset = *old_used_idx;
+  if (VCOMMON16(p, VCOMMON_Q_ENABLE) != 0) guest_fail("queue_enable is not 0 after queue_reset");
+  max = VCOMMON16(p, VCOMMON_Q_SIZE);
+  if (max < v->qsize) guest_fail("queue_size %u after queue_reset (set %u before)", max, v->qsize);
+  if (virtio_pci_status(p) & VSTATUS_NEEDS_RESET)
+    guest_fail("device needs reset after queue_reset");
+
+  /* §2.6.1.2: re-enable it with new values; DRIVER_OK is still set. */
+  virtq_setup(p, q, 0, (uint16_t)(v->qsize / 2), ring_mem_after_reset, v->msix_vector ? 1 : 0xffff);
+  memset(blk_buf, 0, 4096);
+  uint8_t s = blk_io(v, 0, 8, blk_buf, 4096);
+  if (s != 0) guest_fail("read status %u after queue reset", s);
+  if (memcmp(blk_buf, pattern, 4096) != 0) guest_fail("sectors 8-15 differ after queue reset");
+  puts_line("RING_RESET=ok");
+  printf("RING_RESET_OLD_RING_QUIET=%d\n", *old_used_idx == used_at_reset);
 }
 
 static void test_rng(struct vdev* v) {
@@ -372,6 +449,7 @@ int guest_main(void) {
   if (msix) lapic_write(0xf0, lapic_read(0xf0) | 0x100); /* LAPIC software enable */
   struct vdev blk = {0}, rng = {0};
   int have_blk = 0, have_rng = 0;
+  blk.ring_reset = (int)cmdline_u64("ring_reset", 0);
   for (uint32_t dev = 0; dev < 32; ++dev) {
     uint32_t id = pci_cfg_read(dev, 0);
     if ((id & 0xffff) == 0xffff) continue;
@@ -390,6 +468,7 @@ int guest_main(void) {
   if (intx && msix) guest_fail("intx=1 needs msix=0");
   if (intx) intx_route(&blk);
   test_blk(&blk);
+  if (blk.ring_reset) test_ring_reset(&blk);
   if (intx) intx_check(&blk);
   if (msix) printf("MSIX_BLK_IRR=%d\n", irr(0x51));
   if (cmdline_u64("rng", 1)) {

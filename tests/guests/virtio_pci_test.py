@@ -6,6 +6,12 @@ guest read, wrote and printed.
   virtio_pci_test.py --vmm qemu --runner run-under-qemu.sh --elf virtio_blk.pvh.elf
   virtio_pci_test.py --vmm skiff --skiff path/to/skiff --elf virtio_blk.pvh.elf [--readonly]
   virtio_pci_test.py --vmm qemu|skiff ... --vhost-user
+  virtio_pci_test.py --vmm qemu|skiff ... --ring-reset
+
+With --ring-reset the guest negotiates VIRTIO_F_RING_RESET on the disk,
+resets its queue with a request just made available and sets it up again on
+new rings (virtio_blk.c ring_reset=1); the QEMU half runs under TCG without
+/dev/kvm (QEMU 7.2's virtio-blk-pci offers queue_reset), proving the guest.
 
 With --vhost-user the disk is served by qemu-storage-daemon (vhost-user-blk
 export) and the VMM is only its front end: QEMU's vhost-user-blk-pci over
@@ -56,12 +62,13 @@ def main():
     ap.add_argument("--skiff")
     ap.add_argument("--readonly", action="store_true")
     ap.add_argument("--vhost-user", action="store_true")
+    ap.add_argument("--ring-reset", action="store_true")
     a = ap.parse_args()
 
     have_kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
     if a.vhost_user and not os.access(QSD, os.X_OK):
         skip(f"{QSD} is not installed (package qemu-system-common)")
-    if a.vhost_user and a.vmm == "qemu" and not have_kvm:
+    if (a.vhost_user or a.ring_reset) and a.vmm == "qemu" and not have_kvm:
         print("/dev/kvm is not accessible: running the QEMU reference under TCG (-cpu max)")
         os.environ["QEMU_ACCEL"] = "tcg"
     elif not have_kvm:
@@ -78,6 +85,8 @@ def main():
         with open(disk, "wb") as f:
             f.write(original)
         cmdline = f"seed={seed}"
+        if a.ring_reset:
+            cmdline += " ring_reset=1"
         qsd = None
         if a.vhost_user:
             sock = os.path.join(tmp, "blk.sock")
@@ -161,6 +170,11 @@ def main():
                    "blk MSI-X vector not pending in the LAPIC")
             expect(values(out, "MSIX_RNG_IRR") == ["1"],
                    "rng MSI-X vector not pending in the LAPIC")
+        if a.ring_reset:
+            expect(values(out, "RING_RESET") == ["ok"],
+                   "the queue set up again after queue_reset did not read the pattern")
+            expect(values(out, "RING_RESET_OLD_RING_QUIET") == ["1"],
+                   "the device wrote the old used ring after queue_reset")
         expect("VIRTIO_DONE" in out, "guest did not finish")
         expect(p.returncode == (0x10 << 1) | 1, f"exit status {p.returncode}, want 33")
     if failures:
