@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "virtio/devices/net_features.h"
 #include "virtio/devices/net_wire.h"
 
 namespace skiff::virtio {
@@ -17,40 +18,17 @@ constexpr uint64_t f(unsigned bit) {
   return feature_bit(bit);
 }
 
-// Config space (§5.1.4): mac[6], le16 status, le16 max_virtqueue_pairs,
-// le16 mtu (meaningful only with VIRTIO_NET_F_MTU, not offered).
-constexpr size_t kConfigMac = 0;
-constexpr size_t kConfigStatus = 6;
-constexpr size_t kConfigMaxPairs = 8;
-constexpr size_t kConfigMtu = 10;
-constexpr size_t kConfigBytes = 12;
-
 // The bits that change how vhost-net walks the rings and lays out the
 // header; the rest of the negotiation is skiff's and the tap's.
 constexpr uint64_t kVhostRingFeatures = f(netwire::kFMrgRxbuf) | kCommonFeatures;
 
 uint64_t offered_features(unsigned offloads, uint16_t pairs, uint64_t vhost_features) {
   uint64_t x = f(netwire::kFMac) | f(netwire::kFStatus) | f(netwire::kFCtrlVq) |
-               f(netwire::kFCtrlMacAddr) | f(netwire::kFCtrlGuestOffloads);
+               f(netwire::kFCtrlMacAddr) | f(netwire::kFCtrlGuestOffloads) |
+               net_offload_features(offloads);
   if (vhost_features & f(netwire::kFMrgRxbuf)) x |= f(netwire::kFMrgRxbuf);
-  if (offloads & net::kOffloadCsum) x |= f(netwire::kFCsum) | f(netwire::kFGuestCsum);
-  if (offloads & net::kOffloadTso4) x |= f(netwire::kFHostTso4) | f(netwire::kFGuestTso4);
-  if (offloads & net::kOffloadTso6) x |= f(netwire::kFHostTso6) | f(netwire::kFGuestTso6);
-  if (offloads & net::kOffloadTsoEcn) x |= f(netwire::kFHostEcn) | f(netwire::kFGuestEcn);
-  if (offloads & net::kOffloadUfo) x |= f(netwire::kFHostUfo) | f(netwire::kFGuestUfo);
   if (pairs > 1) x |= f(netwire::kFMq);
   return x;
-}
-
-// NetOffload bits for the GUEST_* features (what the tap may deliver).
-unsigned guest_offloads(uint64_t features) {
-  unsigned o = 0;
-  if (features & f(netwire::kFGuestCsum)) o |= net::kOffloadCsum;
-  if (features & f(netwire::kFGuestTso4)) o |= net::kOffloadTso4;
-  if (features & f(netwire::kFGuestTso6)) o |= net::kOffloadTso6;
-  if (features & f(netwire::kFGuestEcn)) o |= net::kOffloadTsoEcn;
-  if (features & f(netwire::kFGuestUfo)) o |= net::kOffloadUfo;
-  return o;
 }
 
 uint64_t user_address(const GuestMemory& mem, uint64_t gpa, uint64_t len) {
@@ -106,14 +84,7 @@ VhostNetDevice::VhostNetDevice(std::unique_ptr<net::Tap> tap, std::vector<net::V
       mac_(o.mac),
       pairs_(tap_->num_queue_pairs()),
       rings_(2u * pairs_) {
-  auto& c = config_bytes();
-  c.assign(kConfigBytes, 0);
-  std::memcpy(c.data() + kConfigMac, mac_.bytes.data(), 6);
-  uint16_t status = netwire::kStatusLinkUp;
-  uint16_t mtu = 1500;
-  std::memcpy(c.data() + kConfigStatus, &status, 2);
-  std::memcpy(c.data() + kConfigMaxPairs, &pairs_, 2);
-  std::memcpy(c.data() + kConfigMtu, &mtu, 2);
+  config_bytes() = net_config_bytes(mac_, pairs_);
 }
 
 VhostNetDevice::~VhostNetDevice() {
@@ -138,29 +109,7 @@ std::vector<BackendEvent> VhostNetDevice::backend_events() const {
 }
 
 Result<> VhostNetDevice::validate_features(uint64_t x) const {
-  // §5.1.3.1 feature dependencies, for the bits this device offers.
-  struct Dep {
-    unsigned feature;
-    uint64_t needs_any;
-  };
-  const Dep deps[] = {
-      {netwire::kFGuestTso4, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestTso6, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestUfo, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestEcn, f(netwire::kFGuestTso4) | f(netwire::kFGuestTso6)},
-      {netwire::kFHostTso4, f(netwire::kFCsum)},
-      {netwire::kFHostTso6, f(netwire::kFCsum)},
-      {netwire::kFHostUfo, f(netwire::kFCsum)},
-      {netwire::kFHostEcn, f(netwire::kFHostTso4) | f(netwire::kFHostTso6)},
-      {netwire::kFCtrlMacAddr, f(netwire::kFCtrlVq)},
-      {netwire::kFCtrlGuestOffloads, f(netwire::kFCtrlVq)},
-      {netwire::kFMq, f(netwire::kFCtrlVq)},
-  };
-  for (const Dep& d : deps)
-    if ((x & f(d.feature)) && (x & d.needs_any) == 0)
-      return fail("feature {} without the feature(s) {:#x} it depends on (virtio 1.2 §5.1.3.1)",
-                  d.feature, d.needs_any);
-  return {};
+  return check_net_feature_dependencies(x, /*mq_needs_ctrl_vq=*/true);
 }
 
 Result<> VhostNetDevice::on_activate() {
@@ -178,7 +127,7 @@ Result<> VhostNetDevice::on_activate() {
   // §5.1.6.5.5: the driver starts on one pair and asks for more. Detach
   // the others before any ring starts so no frame is steered to them.
   SKIFF_TRY_VOID(apply_queue_pairs(1));
-  SKIFF_TRY_VOID(tap_->set_offloads(guest_offloads(driver_features())));
+  SKIFF_TRY_VOID(tap_->set_offloads(net_guest_offloads(driver_features())));
   for (uint16_t i = 0; i < rings_.size(); ++i) {
     Queue& q = *queue(i);
     if (!q.active()) continue;
@@ -249,7 +198,7 @@ void VhostNetDevice::on_reset() {
   }
   active_pairs_ = 1;
   // A MAC set through CTRL_MAC_ADDR lasts until reset.
-  std::memcpy(config_bytes().data() + kConfigMac, mac_.bytes.data(), 6);
+  std::memcpy(config_bytes().data() + kNetConfigMac, mac_.bytes.data(), 6);
 }
 
 Result<> VhostNetDevice::apply_queue_pairs(uint16_t pairs) {
@@ -306,14 +255,14 @@ Result<> VhostNetDevice::handle_ctrl(uint16_t index, Queue& queue) {
       }
     }
     if (ack == kNetCtrlOk && effects.guest_offloads) {
-      if (auto r = tap_->set_offloads(guest_offloads(*effects.guest_offloads)); !r) {
+      if (auto r = tap_->set_offloads(net_guest_offloads(*effects.guest_offloads)); !r) {
         LOG_WARN("vhost-net: {}", r.error().what());
         ack = kNetCtrlErr;
       }
     }
     if (ack == kNetCtrlOk) filter_ = next;
     // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
-    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kConfigMac);
+    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kNetConfigMac);
     (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
     SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
     used = true;
