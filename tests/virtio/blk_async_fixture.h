@@ -87,9 +87,9 @@ struct AsyncBlk : ::testing::Test {
     BlkOptions opts;
     opts.queue_size = kQueueSize;
     opts.num_queues = queues;
-    auto b = VirtioBlock::create(std::move(image), opts);
-    ASSERT_TRUE(b) << b.error().message;
-    blk = std::move(*b);
+    auto made = VirtioBlock::create(std::move(image), opts);
+    ASSERT_TRUE(made) << made.error().message;
+    blk = std::move(*made);
     ASSERT_EQ(blk->backend_events().size(), queues) << "no io_uring on this host?";
     blk->set_memory(&guest.mem);
     blk->set_interrupt([this](InterruptKind k, uint16_t q) {
@@ -116,6 +116,15 @@ struct AsyncBlk : ::testing::Test {
       return nullptr;
     }
     return std::move(*r);
+  }
+
+  // A PipeDisk over the fixture's pipes a, b and w (writes to `write_fd`,
+  // default w's write end) and a scratch file.
+  std::unique_ptr<PipeDisk> pipe_disk(int write_fd = -1) {
+    if (!pipe_file.valid())
+      pipe_file.reset(::open(scratch.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    return std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), write_fd >= 0 ? write_fd : w.wr.get(),
+                                      pipe_file.get());
   }
 
   FakeDriver& drv(uint16_t q = 0) { return *drivers[q]; }
@@ -169,6 +178,8 @@ struct AsyncBlk : ::testing::Test {
   }
 
   Scratch scratch;
+  Pipe a, b, w;  // pipe_disk(): reads below / from 4 KiB, writes
+  Fd pipe_file;
   FakeGuest guest{8 << 20};
   std::vector<std::unique_ptr<FakeDriver>> drivers;
   std::unique_ptr<VirtioBlock> blk;

@@ -66,10 +66,7 @@ TEST_F(AsyncBlk, ManyRequestsInFlightOnSeveralQueuesEachOnItsOwnThread) {
 }
 
 TEST_F(AsyncBlk, CompletionsAreAnsweredInTheOrderTheyFinish) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req first = read_req(0, 0, 512);    // from pipe a
   Req second = read_req(0, 16, 512);  // from pipe b
   blk->process_queue(0);
@@ -93,10 +90,7 @@ TEST_F(AsyncBlk, CompletionsAreAnsweredInTheOrderTheyFinish) {
 }
 
 TEST_F(AsyncBlk, ShortPipeReadsAreContinuedUntilTheRequestIsComplete) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req r = read_req(0, 0, 4096);
   blk->process_queue(0);
   auto data = pattern(4096, 5);
@@ -111,16 +105,13 @@ TEST_F(AsyncBlk, ShortPipeReadsAreContinuedUntilTheRequestIsComplete) {
 }
 
 TEST_F(AsyncBlk, FlushIsAnsweredOnlyAfterTheWriteBeforeItCompleted) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   // A full pipe: the device's write stalls until the test drains it.
   ASSERT_EQ(::fcntl(w.wr.get(), F_SETFL, O_NONBLOCK), 0);
   std::vector<uint8_t> junk(1 << 16);
   while (::write(w.wr.get(), junk.data(), junk.size()) > 0) {
   }
   ASSERT_EQ(::fcntl(w.wr.get(), F_SETFL, 0), 0);
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req wr = write_req(0, 0, pattern(4096, 9));
   Req fl = flush_req(0);
   blk->process_queue(0);
@@ -143,10 +134,7 @@ TEST_F(AsyncBlk, FlushIsAnsweredOnlyAfterTheWriteBeforeItCompleted) {
 }
 
 TEST_F(AsyncBlk, ResetWithRequestsInFlightLeavesGuestMemoryAlone) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req r = read_req(0, 0, 512);
   std::memset(guest.host(r.data, 512).data(), 0xee, 512);
   blk->process_queue(0);
@@ -167,10 +155,7 @@ TEST_F(AsyncBlk, ResetWithRequestsInFlightLeavesGuestMemoryAlone) {
 TEST_F(AsyncBlk, StoppingAQueueCompletesWhatIsInFlight) {
   // vhost-user GET_VRING_BASE: the ring position returned must cover every
   // request taken from it.
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req r = read_req(0, 0, 512);
   blk->process_queue(0);
   auto data = pattern(512, 4);
@@ -188,10 +173,7 @@ TEST_F(AsyncBlk, StoppingAQueueCompletesWhatIsInFlight) {
 }
 
 TEST_F(AsyncBlk, HeadMadeAvailableAgainWhileInFlightNeedsReset) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req r = read_req(0, 0, 512);
   blk->process_queue(0);
   drv().publish(r.head);  // the same chain again, still the kernel's
@@ -219,10 +201,7 @@ TEST_F(AsyncBlk, ReadPastTheEndOfAShrunkFileIsIoErr) {
 
 TEST_F(AsyncBlk, KernelErrorFromTheBackendIsIoErr) {
   // Writes go to the read end of a pipe: the kernel answers EBADF.
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.rd.get(), file.get()));
+  start(pipe_disk(w.rd.get()));
   Req r = write_req(0, 0, pattern(512, 1));
   blk->process_queue(0);
   pump();

@@ -39,10 +39,7 @@ TEST(BlkRingReset, OfferedOnlyWhenTheTransportHasAQueueReset) {
 }
 
 TEST_F(AsyncBlk, QueueResetIsRefusedUnlessNegotiated) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()));
+  start(pipe_disk());
   Req r = read_req(0, 0, 512);
   blk->process_queue(0);
   ASSERT_EQ(blk->in_flight(0), 1u);
@@ -56,11 +53,8 @@ TEST_F(AsyncBlk, QueueResetIsRefusedUnlessNegotiated) {
 }
 
 TEST_F(AsyncBlk, QueueResetCancelsItsRequestsAndTheQueueRestartsOnNewRingsWhileOthersRun) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   ring_reset = true;
-  start(std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()), 2);
+  start(pipe_disk(), 2);
   ASSERT_TRUE(blk->negotiated(kFeatureRingReset));
   // Both queues have a read the backend does not answer yet.
   Req stuck = read_req(0, 0, 512);  // pipe a
@@ -237,14 +231,10 @@ struct NoIoEvents : pci::IoEventRegistrar {
 };
 
 TEST_F(AsyncBlk, QueueResetThroughVirtioPciCommonConfig) {
-  Pipe a, b, w;
-  Scratch s;
-  Fd file(::open(s.file("f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   BlkOptions opts;
   opts.queue_size = kQueueSize;
   opts.num_queues = 2;
-  auto made = VirtioBlock::create(
-      std::make_unique<PipeDisk>(a.rd.get(), b.rd.get(), w.wr.get(), file.get()), opts);
+  auto made = VirtioBlock::create(pipe_disk(), opts);
   ASSERT_TRUE(made);
   NoMsi msi;
   NoIoEvents events;
