@@ -35,10 +35,10 @@
 // checked by the device at DRIVER_OK: bad ones put it in NEEDS_RESET.
 //
 // Virtqueue reset (VIRTIO_F_RING_RESET, §2.6.1, offered for devices whose
-// supports_queue_reset() says yes): writing 1 to queue_reset finishes the
-// queue's in-flight requests (VirtioDevice::stop_queue), returns the queue,
-// its MSI-X vector and its pending notifications to the power-on state and
-// completes before the write returns, so queue_reset reads 0 and
+// supports_queue_reset() says yes): writing 1 to queue_reset finishes or
+// drops the queue's in-flight requests (VirtioDevice::reset_queue), returns
+// the queue, its MSI-X vector and its pending notifications to the power-on
+// state and completes before the write returns, so queue_reset reads 0 and
 // queue_enable 0 afterwards (§4.1.4.3.2). The driver may then set the queue
 // up again (new size, rings, vector) and write queue_enable = 1 while the
 // device runs; the rings are checked then (bad ones: NEEDS_RESET).
