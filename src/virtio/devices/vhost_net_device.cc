@@ -1,9 +1,7 @@
 #include "virtio/devices/vhost_net_device.h"
 
 #include <linux/virtio_ids.h>
-#include <sys/eventfd.h>
 
-#include <atomic>
 #include <cstring>
 
 #include "base/log.h"
@@ -31,18 +29,6 @@ uint64_t offered_features(unsigned offloads, uint16_t pairs, uint64_t vhost_feat
   return x;
 }
 
-uint64_t user_address(const GuestMemory& mem, uint64_t gpa, uint64_t len) {
-  // Queue::activate has checked the whole area against `mem` already.
-  auto s = mem.slice(gpa, len);
-  return s ? reinterpret_cast<uint64_t>(s->data()) : 0;
-}
-
-uint16_t load_index(const uint16_t* p) {
-  // The driver or the vhost worker writes it concurrently; acquire orders
-  // the ring entries published before the index.
-  return std::atomic_ref<uint16_t>(*const_cast<uint16_t*>(p)).load(std::memory_order_acquire);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<VhostNetDevice>> VhostNetDevice::create(std::unique_ptr<net::Tap> tap,
@@ -66,11 +52,7 @@ Result<std::unique_ptr<VhostNetDevice>> VhostNetDevice::create(std::unique_ptr<n
   uint64_t offered = offered_features(tap->supported_offloads(), pairs, features);
   std::unique_ptr<VhostNetDevice> dev(
       new VhostNetDevice(std::move(tap), std::move(vhost), features, offered, o));
-  for (auto& r : dev->rings_) {
-    r.kick = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-    r.call = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-    r.err = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-  }
+  for (uint16_t i = 0; i < 2 * pairs; ++i) dev->rings_.push_back({SKIFF_TRY(RingRelay::create())});
   return dev;
 }
 
@@ -82,8 +64,7 @@ VhostNetDevice::VhostNetDevice(std::unique_ptr<net::Tap> tap, std::vector<net::V
       vhost_(std::move(vhost)),
       vhost_features_(vhost_features),
       mac_(o.mac),
-      pairs_(tap_->num_queue_pairs()),
-      rings_(2u * pairs_) {
+      pairs_(tap_->num_queue_pairs()) {
   config_bytes() = net_config_bytes(mac_, pairs_);
 }
 
@@ -102,8 +83,8 @@ std::optional<uint16_t> VhostNetDevice::stopped_ring_base(uint16_t index) const 
 std::vector<BackendEvent> VhostNetDevice::backend_events() const {
   std::vector<BackendEvent> out;
   for (uint16_t i = 0; i < rings_.size(); ++i) {
-    out.push_back({rings_[i].call.get(), i});
-    out.push_back({rings_[i].err.get(), i});
+    out.push_back({rings_[i].relay.call_fd(), i});
+    out.push_back({rings_[i].relay.err_fd(), i});
   }
   return out;
 }
@@ -137,42 +118,27 @@ Result<> VhostNetDevice::on_activate() {
 }
 
 Result<> VhostNetDevice::start_ring(uint16_t index, Queue& q) {
-  const GuestMemory& mem = *memory();
   const net::VhostNet& v = vhost_[index / 2];
   const unsigned ring = index % 2;  // VhostNet::kRxRing / kTxRing
-  Ring& r = rings_[index];
-  uint64_t desc = user_address(mem, q.desc_table(), desc_table_bytes(q.size()));
-  uint64_t used = user_address(mem, q.used_ring(), used_ring_bytes(q.size()));
-  uint64_t avail = user_address(mem, q.avail_ring(), avail_ring_bytes(q.size()));
-  if (desc == 0 || used == 0 || avail == 0) return fail("ring areas are not guest RAM");
+  RingRelay& r = rings_[index].relay;
+  auto a = SKIFF_TRY(RingRelay::addresses(*memory(), q));
   SKIFF_TRY_VOID(v.set_vring_num(ring, q.size()));
-  SKIFF_TRY_VOID(v.set_vring_addr(ring, desc, used, avail));
+  SKIFF_TRY_VOID(v.set_vring_addr(ring, a.desc, a.used, a.avail));
   SKIFF_TRY_VOID(v.set_vring_base(ring, q.next_avail()));
-  (void)r.call.consume();
-  (void)r.err.consume();
-  SKIFF_TRY_VOID(v.set_vring_call(ring, r.call.get()));
-  SKIFF_TRY_VOID(v.set_vring_err(ring, r.err.get()));
-  SKIFF_TRY_VOID(v.set_vring_kick(ring, r.kick.get()));
+  r.drain();
+  SKIFF_TRY_VOID(v.set_vring_call(ring, r.call_fd()));
+  SKIFF_TRY_VOID(v.set_vring_err(ring, r.err_fd()));
+  SKIFF_TRY_VOID(v.set_vring_kick(ring, r.kick_fd()));
   SKIFF_TRY_VOID(v.set_backend(ring, tap_->fd(index / 2)));
-  r.started = true;
-  // avail->idx is at offset 2 of the avail ring, used->idx at 2 of the used ring (§2.7.6, §2.7.8).
-  r.avail_idx = reinterpret_cast<const uint16_t*>(avail + 2);
-  r.used_idx = reinterpret_cast<const uint16_t*>(used + 2);
-  r.kicked_avail = q.next_avail();
-  // Buffers made available before DRIVER_OK get no notification of their own.
-  if (load_index(r.avail_idx) != r.kicked_avail) {
-    r.kicked_avail = load_index(r.avail_idx);
-    r.kick.signal();
-  }
+  r.start(a, q);
   return {};
 }
 
 void VhostNetDevice::stop_rings() {
   for (uint16_t i = 0; i < rings_.size(); ++i) {
     Ring& r = rings_[i];
-    if (!r.started) continue;
-    r.started = false;
-    r.avail_idx = r.used_idx = nullptr;
+    if (!r.relay.started()) continue;
+    r.relay.stop();
     const net::VhostNet& v = vhost_[i / 2];
     // Detaching the backend flushes the vhost worker: once it returns the
     // kernel no longer touches this ring's guest memory.
@@ -192,10 +158,7 @@ void VhostNetDevice::stop_rings() {
 
 void VhostNetDevice::on_reset() {
   stop_rings();
-  for (auto& r : rings_) {
-    (void)r.call.consume();
-    (void)r.err.consume();
-  }
+  for (auto& r : rings_) r.relay.drain();
   active_pairs_ = 1;
   // A MAC set through CTRL_MAC_ADDR lasts until reset.
   std::memcpy(config_bytes().data() + kNetConfigMac, mac_.bytes.data(), 6);
@@ -210,27 +173,13 @@ Result<> VhostNetDevice::apply_queue_pairs(uint16_t pairs) {
 Result<> VhostNetDevice::handle_queue(uint16_t index, Queue& queue) {
   if (static_cast<int>(index) == ctrl_queue_index()) return handle_ctrl(index, queue);
   if (index >= rings_.size()) return {};
-  Ring& r = rings_[index];
-  if (r.err.consume() != 0)
+  auto interrupt = rings_[index].relay.relay(queue);
+  if (!interrupt)
     return fail(
         "vhost-net reported an error on ring {} (a descriptor or ring outside guest RAM, or a "
         "malformed chain)",
         index);
-  if (!r.started) return {};
-  if (r.call.consume() != 0) {
-    // The kernel decided the driver wants this interrupt. Restating the
-    // used position makes the Queue's check answer "notify" for EVENT_IDX
-    // and re-read NO_INTERRUPT otherwise (queue.h needs_notification).
-    queue.set_ring_positions(queue.next_avail(), load_index(r.used_idx));
-    signal_used(index);
-  }
-  // Kick only for buffers the kernel has not been kicked for: a call event
-  // also runs this function.
-  uint16_t avail = load_index(r.avail_idx);
-  if (avail != r.kicked_avail) {
-    r.kicked_avail = avail;
-    r.kick.signal();
-  }
+  if (*interrupt) signal_used(index);
   return {};
 }
 

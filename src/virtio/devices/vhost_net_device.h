@@ -33,13 +33,9 @@
 // queue. A device reset detaches every backend (the kernel flushes its
 // worker: no guest memory is touched afterwards) and reads GET_VRING_BASE.
 //
-// Notifications, one extra hop each way (as for vhost-user; giving the
-// kernel the ioeventfd and irqfd directly is the later optimisation):
-//   guest notify -> ioeventfd -> device thread -> handle_queue() writes the
-//     ring's kick eventfd -> vhost worker;
-//   vhost call eventfd (a BackendEvent) -> device thread -> handle_queue()
-//     drains it and raises the interrupt. The kernel has applied the
-//     driver's suppression (§2.7.10) already, so every call is forwarded.
+// Notifications take one extra hop each way through the device thread
+// (virtio/ring_relay.h, as for vhost-user; giving the kernel the ioeventfd
+// and irqfd directly is the later optimisation).
 //
 // Hostile driver: ring placement is checked by Queue::activate like for
 // every device; descriptors are the kernel's to check (vhost translates
@@ -59,12 +55,12 @@
 #include <string>
 #include <vector>
 
-#include "base/fd.h"
 #include "net/mac_address.h"
 #include "net/tap.h"
 #include "net/vhost_net.h"
 #include "virtio/device.h"
 #include "virtio/devices/net_ctrl.h"
+#include "virtio/ring_relay.h"
 
 namespace skiff::virtio {
 
@@ -105,16 +101,8 @@ class VhostNetDevice final : public VirtioDevice {
 
  private:
   struct Ring {
-    EventFd kick;
-    EventFd call;
-    EventFd err;
-    bool started = false;
-    // Host views of avail->idx and used->idx (placement checked by
-    // Queue::activate) while started.
-    const uint16_t* avail_idx = nullptr;
-    const uint16_t* used_idx = nullptr;
-    uint16_t kicked_avail = 0;
-    std::optional<uint16_t> stopped_base;
+    RingRelay relay;
+    std::optional<uint16_t> stopped_base;  // GET_VRING_BASE at the last stop
   };
 
   VhostNetDevice(std::unique_ptr<net::Tap> tap, std::vector<net::VhostNet> vhost,
