@@ -369,6 +369,23 @@ TEST_F(VhostNetTest, ControlQueueSetsQueuePairsOffloadsAndMac) {
       << "pair 1's transmit ring did not move";
 }
 
+TEST_F(VhostNetTest, WithoutMqQueueTwoIsTheControlQueueNotASecondPair) {
+  create("vhn8", 2);
+  ASSERT_TRUE(dev);
+  activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq) | bit(kFCtrlMacAddr));
+  ASSERT_FALSE(dev->negotiated(kFMq));
+  EXPECT_EQ(dev->ctrl_queue_index(), 2);
+  const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x01, 0x02, 0x03};
+  EXPECT_EQ(command(kCtrlMac, kCtrlMacAddrSet, std::vector<uint8_t>(mac, mac + 6)), 0)
+      << "queue 2 must be served by skiff, not handed to vhost-net";
+  EXPECT_EQ(command(kCtrlMac, kCtrlMacAddrSet, std::vector<uint8_t>(mac, mac + 6)), 0);
+  post_rx(16);
+  exchange_arp();
+  dev->set_status(0);
+  EXPECT_FALSE(dev->stopped_ring_base(2)) << "queue 2 never went to the kernel";
+  EXPECT_TRUE(dev->stopped_ring_base(0));
+}
+
 TEST_F(VhostNetTest, ADescriptorOutsideGuestRamIsTheKernelsErrorAndNeedsReset) {
   create("vhn5");
   ASSERT_TRUE(dev);

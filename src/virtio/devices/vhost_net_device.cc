@@ -109,7 +109,10 @@ Result<> VhostNetDevice::on_activate() {
   // the others before any ring starts so no frame is steered to them.
   SKIFF_TRY_VOID(apply_queue_pairs(1));
   SKIFF_TRY_VOID(tap_->set_offloads(net_guest_offloads(driver_features())));
-  for (uint16_t i = 0; i < rings_.size(); ++i) {
+  // Without MQ only pair 0 exists for the driver and queue 2 is the
+  // control queue (§5.1.2), not pair 1's receive ring.
+  const uint16_t rings = negotiated(netwire::kFMq) ? static_cast<uint16_t>(2 * pairs_) : 2;
+  for (uint16_t i = 0; i < rings; ++i) {
     Queue& q = *queue(i);
     if (!q.active()) continue;
     if (auto r = start_ring(i, q); !r) return context(r.error(), fmt::format("ring {}", i));
