@@ -29,7 +29,7 @@ struct BalloonPci : ::testing::Test {
 };
 
 TEST_F(BalloonPci, BalloonIsCreatedAndCounted) {
-  VmConfig c;
+  VmConfig c{};
   c.rng = RngConfig{};
   c.balloon = BalloonConfig{.size = 8 << 20, .statistics_polling_interval = 5};
   auto p = create(c);
@@ -48,7 +48,7 @@ TEST_F(BalloonPci, BalloonIsCreatedAndCounted) {
 }
 
 TEST_F(BalloonPci, NoBalloonWithoutTheOption) {
-  VmConfig c;
+  VmConfig c{};
   c.rng = RngConfig{};
   auto p = create(c);
   ASSERT_TRUE(p);
