@@ -29,7 +29,8 @@ struct MemoryRegion {
   uint64_t gpa = 0;         // guest physical start
   uint64_t size = 0;        // bytes
   uint8_t* host = nullptr;  // host address of gpa
-  // Shared backing (memfd / hugetlbfs, --memory shared=on or hugepages=on):
+  // Shared backing (memfd / hugetlbfs, --memory shared=on or hugepages=on,
+  // --memory-zone file=PATH,shared=on):
   // the file that holds the region and the offset of gpa in it, so a
   // vhost-user front end can pass it on and a balloon can punch holes.
   // -1: private anonymous memory.

@@ -17,9 +17,10 @@
 namespace skiff {
 
 // What the user asked for, without looking at the host: hugepage_size is 2M
-// or 1G, mergeable is not combined with shared/huge memory (KSM merges only
-// private anonymous pages; the kernel would ignore MADV_MERGEABLE there
-// silently). `what` names the option ("--memory", "--memory-zone id=z0").
+// or 1G, mergeable is not combined with shared/huge/file memory (KSM merges
+// only private anonymous pages; the kernel would ignore MADV_MERGEABLE there
+// silently), file is not combined with hugepages (the file system decides).
+// `what` names the option ("--memory", "--memory-zone id=z0").
 [[nodiscard]] Result<> check_ram_options(std::string_view what, const RamOptions& o);
 
 // A size of RAM with these options: a non-zero multiple of the page size.
