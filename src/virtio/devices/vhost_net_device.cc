@@ -124,6 +124,7 @@ Result<> VhostNetDevice::start_ring(uint16_t index, Queue& q) {
   const net::VhostNet& v = vhost_[index / 2];
   const unsigned ring = index % 2;  // VhostNet::kRxRing / kTxRing
   RingRelay& r = rings_[index].relay;
+  rings_[index].stopped_base.reset();
   auto a = SKIFF_TRY(RingRelay::addresses(*memory(), q));
   SKIFF_TRY_VOID(v.set_vring_num(ring, q.size()));
   SKIFF_TRY_VOID(v.set_vring_addr(ring, a.desc, a.used, a.avail));
