@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -73,6 +74,37 @@ bool is_arp_reply(std::span<const uint8_t> frame) {
   return std::memcmp(frame.data(), kGuestMac, 6) == 0 && frame[12] == 0x08 && frame[13] == 0x06 &&
          frame[20] == 0 && frame[21] == 2 && std::memcmp(frame.data() + 28, kHostIp, 4) == 0 &&
          std::memcmp(frame.data() + 38, kGuestIp, 4) == 0;
+}
+
+uint16_t ip_checksum(const uint8_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n % 2) sum += static_cast<uint32_t>(p[n - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// An ICMP echo request kGuestIp -> kHostIp to `dst_mac` with `payload_len`
+// pattern bytes.
+std::vector<uint8_t> icmp_echo(const uint8_t* dst_mac, size_t payload_len) {
+  std::vector<uint8_t> f(14 + 20 + 8 + payload_len, 0);
+  std::memcpy(f.data(), dst_mac, 6);
+  std::memcpy(f.data() + 6, kGuestMac, 6);
+  f[12] = 0x08, f[13] = 0x00;
+  uint8_t* ip = f.data() + 14;
+  size_t ip_len = 20 + 8 + payload_len;
+  ip[0] = 0x45, ip[2] = static_cast<uint8_t>(ip_len >> 8), ip[3] = static_cast<uint8_t>(ip_len);
+  ip[6] = 0x40, ip[8] = 64, ip[9] = 1;  // DF, TTL, ICMP
+  std::memcpy(ip + 12, kGuestIp, 4);
+  std::memcpy(ip + 16, kHostIp, 4);
+  uint16_t c = ip_checksum(ip, 20);
+  ip[10] = static_cast<uint8_t>(c >> 8), ip[11] = static_cast<uint8_t>(c);
+  uint8_t* icmp = ip + 20;
+  icmp[0] = 8, icmp[4] = 0x12, icmp[5] = 0x34, icmp[7] = 1;  // echo, id, seq
+  for (size_t i = 0; i < payload_len; ++i) icmp[8 + i] = static_cast<uint8_t>(i * 7 + 3);
+  c = ip_checksum(icmp, 8 + payload_len);
+  icmp[2] = static_cast<uint8_t>(c >> 8), icmp[3] = static_cast<uint8_t>(c);
+  return f;
 }
 
 class VhostNetTest : public ::testing::Test {
@@ -402,6 +434,56 @@ TEST_F(VhostNetTest, ADescriptorOutsideGuestRamIsTheKernelsErrorAndNeedsReset) {
   activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq));
   post_rx(16);
   exchange_arp();
+}
+
+TEST_F(VhostNetTest, ALargeReplySpansMergedReceiveBuffers) {
+  create("vhn9");
+  ASSERT_TRUE(dev);
+  activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq));
+  ASSERT_TRUE(dev->negotiated(kFMrgRxbuf));
+  post_rx(48, 512);
+  exchange_arp();  // the kernel now knows the guest's MAC, and we the tap's
+  int arp = find_arp_reply();
+  ASSERT_GE(arp, 0);
+  uint8_t tap_mac[6];
+  VirtqUsedElem a = rx().used_elem(static_cast<uint16_t>(arp));
+  std::memcpy(tap_mac, guest.host(rx_buffers[static_cast<uint16_t>(a.id)], 64).data() + 12 + 6, 6);
+
+  constexpr size_t kPayload = 1400;  // a 1442-byte frame: 3 buffers of 512 with the header
+  uint16_t from = rx().used_idx();
+  rx().set_used_event(from);
+  send(icmp_echo(tap_mac, kPayload));
+  std::vector<uint8_t> reply;
+  auto reassemble = [&] {
+    // Used entries from `from` on: a header with num_buffers starts a frame.
+    for (uint16_t i = from; i != rx().used_idx();) {
+      VirtqUsedElem e = rx().used_elem(i);
+      Header h = guest.get<Header>(rx_buffers[static_cast<uint16_t>(e.id)]);
+      uint16_t n = std::max<uint16_t>(h.num_buffers, 1);
+      if (static_cast<uint16_t>(rx().used_idx() - i) < n) return false;  // not all used yet
+      std::vector<uint8_t> bytes;
+      for (uint16_t k = 0; k < n; ++k) {
+        VirtqUsedElem p = rx().used_elem(static_cast<uint16_t>(i + k));
+        auto b = guest.host(rx_buffers[static_cast<uint16_t>(p.id)], p.len);
+        bytes.insert(bytes.end(), b.begin(), b.end());
+      }
+      i = static_cast<uint16_t>(i + n);
+      if (bytes.size() > sizeof(Header) + 34 && bytes[sizeof(Header) + 12] == 0x08 &&
+          bytes[sizeof(Header) + 13] == 0x00 && bytes[sizeof(Header) + 34] == 0 /* echo reply */) {
+        reply.assign(bytes.begin() + sizeof(Header), bytes.end());
+        EXPECT_EQ(n, 3) << "a " << reply.size() << "-byte frame in 512-byte buffers";
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(pump_until(reassemble)) << "no echo reply; rx used " << rx().used_idx();
+  ASSERT_EQ(reply.size(), 14 + 20 + 8 + kPayload);
+  EXPECT_EQ(std::memcmp(reply.data(), kGuestMac, 6), 0);
+  EXPECT_EQ(std::memcmp(reply.data() + 14 + 12, kHostIp, 4), 0);
+  for (size_t i = 0; i < kPayload; ++i)
+    ASSERT_EQ(reply[14 + 28 + i], static_cast<uint8_t>(i * 7 + 3)) << "payload byte " << i;
+  EXPECT_EQ(ip_checksum(reply.data() + 14 + 20, 8 + kPayload), 0) << "ICMP checksum";
 }
 
 // skiff's --net tap=...,vhost=on as the vmm layer builds it (net_devices.h):
