@@ -514,6 +514,8 @@ Result<NetConfig> parse_net(const json& j, const std::string& path) {
                                {"vhost_user", Rule::kFalse, "vhost-user net front ends"},
                                {"vhost_socket", Rule::kAbsent, "vhost-user net front ends"},
                                {"vhost_mode", Rule::kString, ""},
+                               // skiff's own: the kernel's vhost-net data path (--net vhost=on).
+                               {"vhost", Rule::kBool, ""},
                                {"pci_segment", Rule::kZero, "PCI segments"},
                                {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"},
                                {"offload_tso", Rule::kTrue, "turning TSO off"},
@@ -523,8 +525,6 @@ Result<NetConfig> parse_net(const json& j, const std::string& path) {
   n.tap = SKIFF_TRY(get_string(j, path, "tap"));
   // Inherited fds cannot travel in JSON; Cloud Hypervisor would create a tap.
   if (n.tap.empty()) return fail("{}.tap: required (the tap interface's name)", path);
-                               // skiff's own: the kernel's vhost-net data path (--net vhost=on).
-                               {"vhost", Rule::kBool, ""},
   if (n.tap.size() > 15 || n.tap.find_first_of("/ \t\n:") != std::string::npos)
     return fail(
         "{}.tap: '{}' is not a valid interface name (1-15 characters, no '/', ':' or "
@@ -560,6 +560,13 @@ Result<NetConfig> parse_net(const json& j, const std::string& path) {
     if (has(rl, "ops"))
       n.rate_limiter.ops = SKIFF_TRY(parse_token_bucket(rl.at("ops"), where + ".ops"));
   }
+  if (has(j, "vhost")) n.vhost = j.at("vhost").get<bool>();
+  // As --net: the kernel's data path cannot be rate limited.
+  if (n.vhost && n.rate_limiter.limits())
+    return fail(
+        "{}: vhost and rate_limiter_config do not go together (vhost-net moves frames in "
+        "the kernel, past any rate limiter); drop one of them",
+        path);
   return n;
 }
 
@@ -569,13 +576,6 @@ json token_bucket_to_json(const net::TokenBucketConfig& b) {
 }
 
 }  // namespace
-  if (has(j, "vhost")) n.vhost = j.at("vhost").get<bool>();
-  // As --net: the kernel's data path cannot be rate limited.
-  if (n.vhost && n.rate_limiter.limits())
-    return fail(
-        "{}: vhost and rate_limiter_config do not go together (vhost-net moves frames in "
-        "the kernel, past any rate limiter); drop one of them",
-        path);
 
 Result<VmConfig> parse_vm_config(const json& j) {
   SKIFF_TRY_VOID(check_fields(j, "VmConfig",
@@ -745,6 +745,7 @@ json vm_config_to_json(const VmConfig& c) {
     if (!n.mac.empty()) net["mac"] = n.mac;
     if (n.num_queues != 0) net["num_queues"] = n.num_queues;
     if (!n.id.empty()) net["id"] = n.id;
+    if (n.vhost) net["vhost"] = true;
     if (n.rate_limiter.limits()) {
       json rl = json::object();
       if (n.rate_limiter.bandwidth.limits())
@@ -754,7 +755,6 @@ json vm_config_to_json(const VmConfig& c) {
     }
     out["net"].push_back(net);
   }
-    if (n.vhost) net["vhost"] = true;
   return out;
 }
 
