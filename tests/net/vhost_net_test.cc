@@ -418,6 +418,26 @@ TEST_F(VhostNetTest, WithoutMqQueueTwoIsTheControlQueueNotASecondPair) {
   EXPECT_TRUE(dev->stopped_ring_base(0));
 }
 
+TEST_F(VhostNetTest, AControlRequestWithoutRoomForTheAckNeedsReset) {
+  create("vhn10");
+  ASSERT_TRUE(dev);
+  activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq) | bit(kFCtrlMacAddr));
+  FakeDriver& c = *drivers[static_cast<size_t>(dev->ctrl_queue_index())];
+  uint64_t h = c.alloc(8);
+  guest.put<uint8_t>(h, kCtrlMac);
+  guest.put<uint8_t>(h + 1, kCtrlMacAddrSet);
+  c.add_chain({{h, 8, false}});  // §5.1.6.5: no writable ack byte
+  dev->process_queue(static_cast<uint16_t>(dev->ctrl_queue_index()));
+  EXPECT_TRUE(dev->needs_reset());
+  EXPECT_GT(config_irqs, 0);
+  // The driver's reset brings the device (and the kernel's rings) back.
+  dev->set_status(0);
+  for (auto& d : drivers) d->restart();
+  activate(bit(kFMac) | bit(kFMrgRxbuf) | bit(kFCtrlVq) | bit(kFCtrlMacAddr));
+  post_rx(16);
+  exchange_arp();
+}
+
 TEST_F(VhostNetTest, ADescriptorOutsideGuestRamIsTheKernelsErrorAndNeedsReset) {
   create("vhn5");
   ASSERT_TRUE(dev);
