@@ -1,8 +1,9 @@
 #include "memory/guest_memory.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <algorithm>
 
@@ -51,10 +52,14 @@ Result<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions) {
   }
   std::vector<uint64_t> page_sizes;
   for (const auto& r : regions) {
+    // Only hugetlbfs (hugetlb memfds, file= on a hugetlbfs mount) has pages
+    // larger than 4 KiB; other file systems' block size (st_blksize) says
+    // nothing about the page cache's page size.
     uint64_t size = 4096;
-    struct stat st {};
-    if (r.fd >= 0 && ::fstat(r.fd, &st) == 0 && st.st_blksize > 4096)
-      size = static_cast<uint64_t>(st.st_blksize);  // hugetlbfs: the huge page size
+    struct statfs fs {};
+    if (r.fd >= 0 && ::fstatfs(r.fd, &fs) == 0 &&
+        static_cast<uint64_t>(fs.f_type) == HUGETLBFS_MAGIC && fs.f_bsize > 4096)
+      size = static_cast<uint64_t>(fs.f_bsize);
     page_sizes.push_back(size);
   }
   return GuestMemory(std::move(regions), std::move(spans), std::move(page_sizes));

@@ -82,9 +82,9 @@ class GuestMemory {
   // slice, for devices that are handed checked spans); nothing if the span
   // is not inside one region or contiguous run.
   [[nodiscard]] std::optional<uint64_t> gpa_of(std::span<const uint8_t> host) const;
-  // The host page size behind gpa: 4 KiB for anonymous memory, the file's
-  // block size for shared backing (2 MiB or 1 GiB for hugetlb), 0 if gpa is
-  // not RAM. The granule discard() can free.
+  // The host page size behind gpa: the huge page size (2 MiB or 1 GiB) for
+  // hugetlbfs backing, else 4 KiB; 0 if gpa is not RAM. The granule
+  // discard() can free.
   [[nodiscard]] uint64_t page_size(uint64_t gpa) const;
 
   [[nodiscard]] std::span<const MemoryRegion> regions() const { return regions_; }
