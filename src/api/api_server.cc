@@ -1,32 +1,61 @@
 #include "api/api_server.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <httplib.h>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "api/api_handler.h"
+#include "api/http_io.h"
 #include "base/log.h"
 
 namespace skiff::api {
 
 namespace {
 
-// Request bodies are VmConfig JSON: a few KiB. Larger is refused with 413
-// before it is read into memory.
-constexpr size_t kMaxBody = 1 << 20;
 constexpr int kBacklog = 64;
+// Connections served at once; one more is answered 503 and closed. Each is
+// a client such as libvirt or skiffctl, not a crowd.
+constexpr size_t kMaxConnections = 16;
+// A keep-alive connection idle this long is closed (HTTP clients reconnect
+// when they find a kept connection closed).
+constexpr std::chrono::seconds kIdleTimeout{30};
+// A client that stops reading its reply cannot hold a thread for longer.
+constexpr timeval kSendTimeout{10, 0};
 
-// The adapter: serve a listening socket that we created or inherited.
-class UnixSocketServer : public httplib::Server {
- public:
-  void adopt(int fd) { svr_sock_ = fd; }
-};
+std::string error_body(int status, const std::string& message) {
+  return nlohmann::json{{"code", status}, {"message", message}}.dump();
+}
+
+// After refusing a request, read and drop what the client is still sending
+// (briefly) before closing, so the close does not reset the connection
+// before the client has read the refusal (RFC 9112 §9.6).
+void linger_close(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char sink[16 << 10];
+  size_t drained = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (drained < 4 * kMaxBody && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(fd, sink, sizeof sink);
+    if (n <= 0) break;
+    drained += static_cast<size_t>(n);
+  }
+}
 
 }  // namespace
 
@@ -72,11 +101,97 @@ Result<> check_listening_unix_fd(int fd) {
 }
 
 struct ApiServer::Impl {
-  UnixSocketServer server;
-  std::thread thread;
-  std::string created_path;  // unlinked on stop
+  struct Connection {
+    Fd fd;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  explicit Impl(VmmControl& v) : vmm(v) {}
+  void accept_loop();
+  void serve(Connection& c);
+  void reap(bool all);
+
+  VmmControl& vmm;
+  Fd listener;
+  Fd stop_fd;  // an eventfd written once by stop(), never drained: wakes every wait
+  std::thread acceptor;
+  std::list<Connection> connections;  // touched by the acceptor thread only
+  std::string created_path;           // unlinked on stop
   bool stopped = false;
 };
+
+void ApiServer::Impl::serve(Connection& c) {
+  pthread_setname_np(pthread_self(), "api-conn");
+  HttpConnection conn(c.fd.get(), stop_fd.get());
+  for (;;) {
+    RequestRead r = conn.read_request(kIdleTimeout);
+    if (r.kind == RequestRead::Kind::kClosed) break;
+    if (r.kind == RequestRead::Kind::kBad) {
+      (void)conn.write_response({r.status, error_body(r.status, r.message), "", false});
+      linger_close(c.fd.get());
+      break;
+    }
+    const HttpRequest& req = r.request;
+    std::string path = req.target.substr(0, req.target.find('?'));
+    HttpResponse res;
+    try {
+      ApiResponse a = handle(vmm, req.method, path, req.body);
+      res = {a.status, std::move(a.body), std::move(a.allow), req.keep_alive};
+    } catch (const std::exception& e) {
+      LOG_ERROR("API {} {}: {}", req.method, path, e.what());
+      res = {500, error_body(500, "internal error"), "", false};
+    }
+    if (!conn.write_response(res) || !res.keep_alive) break;
+  }
+  c.fd = Fd();  // the client sees the end now, not when the acceptor reaps this thread
+  c.done.store(true, std::memory_order_release);
+}
+
+void ApiServer::Impl::reap(bool all) {
+  for (auto it = connections.begin(); it != connections.end();) {
+    if (all || it->done.load(std::memory_order_acquire)) {
+      it->thread.join();
+      it = connections.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ApiServer::Impl::accept_loop() {
+  pthread_setname_np(pthread_self(), "api");
+  bool logged = false;
+  for (;;) {
+    pollfd fds[2] = {{listener.get(), POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+      LOG_ERROR("API server: poll: {}", std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents & POLLIN) break;
+    if (!(fds[0].revents & POLLIN)) continue;
+    Fd fd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    reap(false);
+    if (!fd) {
+      // EMFILE and the like: say so once, back off instead of spinning.
+      if (!logged) LOG_WARN("API server: accept: {}", std::strerror(errno));
+      logged = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &kSendTimeout, sizeof kSendTimeout);
+    if (connections.size() >= kMaxConnections) {
+      HttpConnection conn(fd.get());
+      (void)conn.write_response(
+          {503, error_body(503, "too many API connections; close one and retry"), "", false});
+      continue;
+    }
+    Connection& c = connections.emplace_back();
+    c.fd = std::move(fd);
+    c.thread = std::thread([this, &c] { serve(c); });
+  }
+  reap(true);  // the stop event ends every connection's wait
+}
 
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -87,92 +202,30 @@ ApiServer::~ApiServer() {
 void ApiServer::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
-  impl_->server.stop();  // closes the listening socket; waits for workers
-  if (impl_->thread.joinable()) impl_->thread.join();
+  // Requests being handled finish and are answered; idle connections close.
+  uint64_t one = 1;
+  if (::write(impl_->stop_fd.get(), &one, sizeof one) != sizeof one)
+    LOG_ERROR("API server: cannot signal stop: {}", std::strerror(errno));
+  if (impl_->acceptor.joinable()) impl_->acceptor.join();
+  impl_->listener = Fd();
   if (!impl_->created_path.empty()) ::unlink(impl_->created_path.c_str());
 }
 
 Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiSocketSpec& spec, VmmControl& vmm) {
-  auto impl = std::make_unique<Impl>();
-  Fd fd;
+  auto impl = std::make_unique<Impl>(vmm);
   if (spec.fd >= 0) {
     SKIFF_TRY_VOID(check_listening_unix_fd(spec.fd));
-    fd = Fd(spec.fd);
+    impl->listener = Fd(spec.fd);
   } else {
-    fd = SKIFF_TRY(listen_unix(spec.path));
+    impl->listener = SKIFF_TRY(listen_unix(spec.path));
     impl->created_path = spec.path;
   }
-
-  auto& svr = impl->server;
-  // One API thread is the design (DESIGN.md, Threads); two workers let a
-  // slow client not block ping. Commands are serialised by the VmmService.
-  svr.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  svr.set_payload_max_length(kMaxBody);
-  svr.set_keep_alive_max_count(1000);
-  auto serve = [&vmm](const httplib::Request& req, httplib::Response& res) {
-    ApiResponse r = handle(vmm, req.method, req.path, req.body);
-    res.status = r.status;
-    if (!r.allow.empty()) res.set_header("Allow", r.allow);
-    if (!r.body.empty()) res.set_content(r.body, "application/json");
-  };
-  // Every method reaches handle(), which answers 405 with Allow itself.
-  httplib::Server::Handler h = serve;
-  svr.Get(".*", h).Options(".*", h);
-  // Methods with a body read it through a content reader: httplib 0.11
-  // itself waits for the connection to close when a PUT has neither
-  // Content-Length nor chunked encoding (what `curl -X PUT` sends), but such a
-  // request has an empty body (RFC 9112 §6.3), so it is answered at once.
-  httplib::Server::HandlerWithContentReader with_body =
-      [serve](const httplib::Request& req, httplib::Response& res,
-              const httplib::ContentReader& reader) {
-        httplib::Request copy = req;
-        if (req.has_header("Content-Length") ||
-            req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
-          bool ok = reader([&copy](const char* data, size_t len) {
-            copy.body.append(data, len);
-            return copy.body.size() <= kMaxBody;
-          });
-          if (!ok || copy.body.size() > kMaxBody) {
-            res.status = 413;
-            nlohmann::json body{{"code", 413}, {"message", "request body too large or truncated"}};
-            res.set_content(body.dump(), "application/json");
-            return;
-          }
-        }
-        serve(copy, res);
-      };
-  svr.Put(".*", with_body).Post(".*", with_body).Patch(".*", with_body).Delete(".*", with_body);
-  // Errors httplib produces itself (400 bad request line, 413 too large)
-  // get a JSON body too.
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    nlohmann::json body{{"code", res.status},
-                        {"message", res.status == 413 ? "request body too large"
-                                                      : "the HTTP layer refused the request"}};
-    res.set_content(body.dump(), "application/json");
-  });
-  svr.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        res.status = 500;
-        res.set_content(R"({"code":500,"message":"internal error"})", "application/json");
-      });
-
-  svr.adopt(fd.release());
+  impl->stop_fd = Fd(::eventfd(0, EFD_CLOEXEC));
+  if (!impl->stop_fd) return fail_errno("API server: eventfd");
+  // The socket listens already: clients queue in its backlog until the
+  // acceptor runs.
   Impl* raw = impl.get();
-  impl->thread = std::thread([raw] {
-    pthread_setname_np(pthread_self(), "api");
-    if (!raw->server.listen_after_bind() && !raw->stopped)
-      LOG_ERROR("API server stopped unexpectedly");
-  });
-  // Wait until the accept loop runs, so stop() right away cannot race it.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!raw->server.is_running()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ApiServer failed(std::move(impl));
-      return fail("the API server did not start");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
+  impl->acceptor = std::thread([raw] { raw->accept_loop(); });
   LOG_INFO("API server listening on {}", spec.fd >= 0 ? fmt::format("fd {}", spec.fd) : spec.path);
   return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
 }

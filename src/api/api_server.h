@@ -1,13 +1,14 @@
 // ApiServer: serves the management API (api_handler.h) over HTTP/1.1 on a
-// Unix stream socket, on threads of its own (`api`, plus cpp-httplib's
-// worker pool of two).
+// Unix stream socket. Threads: `api` accepts; each client connection is
+// served on an `api-conn` thread of its own (at most 16 at once), so a slow
+// or idle client never holds up another; commands are serialised by the
+// VmmService. HTTP parsing and serialisation: http_io.h (Boost.Beast).
 //
-// The listening socket is always made (or inherited) here and handed to
-// cpp-httplib: Debian's cpp-httplib 0.11 can bind only TCP addresses itself
-// (set_address_family(AF_UNIX) + listen(path) fails in that version), and
-// `--api-socket fd=N` needs an already-listening socket served as it is.
-// httplib::Server keeps its listening socket in a protected member that
-// listen_after_bind() serves; a subclass sets it, which is the whole adapter.
+// The listening socket is made here (`--api-socket path=`) or inherited
+// already listening (`--api-socket fd=N`, as libvirt passes it) and served
+// as it is. Refusals of the HTTP layer itself (malformed request 400,
+// header block over 16 KiB 431, body over 1 MiB 413, too many connections
+// 503) carry the same JSON error body as the API's own.
 #pragma once
 
 #include <memory>

@@ -6,6 +6,7 @@
 // Human-readable output by default, the server's JSON with --json. Exit
 // status: 0 success, 1 the server refused (its message is printed), 2 usage,
 // 3 cannot reach the server.
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -13,10 +14,10 @@
 #include <string>
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "api/http_io.h"
 #include "base/version.h"
 #include "cli/kv_options.h"
 
@@ -158,17 +159,16 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  // cpp-httplib's client connects to a Unix socket path with AF_UNIX; the
-  // host name only goes into the Host header.
-  httplib::Client client(socket, 80);
-  client.set_address_family(AF_UNIX);
-  client.set_read_timeout(60, 0);  // vm.shutdown waits for the vCPUs to stop
   std::string path = fmt::format("/api/v1/{}", cmd->endpoint);
-  auto res = std::string(cmd->method) == "GET" ? client.Get(path)
-                                               : client.Put(path, body, "application/json");
+  auto res = [&]() -> skiff::Result<skiff::api::HttpResponse> {
+    skiff::Fd fd = SKIFF_TRY(skiff::api::connect_unix(socket));
+    skiff::api::HttpConnection conn(fd.get());
+    SKIFF_TRY_VOID(conn.write_request(cmd->method, path, body));
+    // vm.shutdown waits for the vCPUs to stop; vm.boot loads the kernel.
+    return conn.read_response(std::chrono::seconds(60));
+  }();
   if (!res) {
-    fmt::print(stderr, "skiffctl: cannot reach skiff at '{}': {}\n", socket,
-               httplib::to_string(res.error()));
+    fmt::print(stderr, "skiffctl: cannot reach skiff at '{}': {}\n", socket, res.error().what());
     return kExitUnreachable;
   }
   if (res->status >= 400) {
