@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "virtio/devices/net_features.h"
 #include "virtio/devices/net_rx.h"
 #include "virtio/devices/net_wire.h"
 
@@ -12,25 +13,13 @@ namespace {
 
 static_assert(sizeof(netwire::Header) == net::kVnetHeaderBytes);
 
-// Config space (§5.1.4): mac[6], le16 status, le16 max_virtqueue_pairs,
-// le16 mtu (only meaningful with VIRTIO_NET_F_MTU, which is not offered).
-constexpr size_t kConfigMac = 0;
-constexpr size_t kConfigStatus = 6;
-constexpr size_t kConfigMaxPairs = 8;
-constexpr size_t kConfigMtu = 10;
-constexpr size_t kConfigBytes = 12;
-
 constexpr uint64_t f(unsigned bit) {
   return feature_bit(bit);
 }
 
 uint64_t offered_features(unsigned offloads, uint16_t pairs, bool control_queue) {
-  uint64_t x = f(netwire::kFMac) | f(netwire::kFStatus) | f(netwire::kFMrgRxbuf);
-  if (offloads & net::kOffloadCsum) x |= f(netwire::kFCsum) | f(netwire::kFGuestCsum);
-  if (offloads & net::kOffloadTso4) x |= f(netwire::kFHostTso4) | f(netwire::kFGuestTso4);
-  if (offloads & net::kOffloadTso6) x |= f(netwire::kFHostTso6) | f(netwire::kFGuestTso6);
-  if (offloads & net::kOffloadTsoEcn) x |= f(netwire::kFHostEcn) | f(netwire::kFGuestEcn);
-  if (offloads & net::kOffloadUfo) x |= f(netwire::kFHostUfo) | f(netwire::kFGuestUfo);
+  uint64_t x = f(netwire::kFMac) | f(netwire::kFStatus) | f(netwire::kFMrgRxbuf) |
+               net_offload_features(offloads);
   if (control_queue)
     x |= f(netwire::kFCtrlVq) | f(netwire::kFCtrlRx) | f(netwire::kFCtrlRxExtra) |
          f(netwire::kFCtrlVlan) | f(netwire::kFCtrlMacAddr) | f(netwire::kFCtrlGuestOffloads);
@@ -123,14 +112,7 @@ VirtioNet::VirtioNet(std::unique_ptr<net::NetBackend> backend, NetOptions option
       stats_(new NetQueueStats[pairs_]),
       tx_(pairs_) {
   for (uint16_t i = 0; i < pairs_; ++i) rx_.push_back(std::make_unique<RxState>());
-  auto& c = config_bytes();
-  c.assign(kConfigBytes, 0);
-  std::memcpy(c.data() + kConfigMac, options_.mac.bytes.data(), 6);
-  uint16_t status = netwire::kStatusLinkUp;
-  uint16_t mtu = 1500;
-  std::memcpy(c.data() + kConfigStatus, &status, 2);
-  std::memcpy(c.data() + kConfigMaxPairs, &pairs_, 2);
-  std::memcpy(c.data() + kConfigMtu, &mtu, 2);
+  config_bytes() = net_config_bytes(options_.mac, pairs_);
   filter_.mac = options_.mac;
 }
 
@@ -153,46 +135,10 @@ std::vector<BackendEvent> VirtioNet::backend_events() const {
   return out;
 }
 
-unsigned VirtioNet::guest_offloads(uint64_t features) {
-  unsigned o = 0;
-  if (features & f(netwire::kFGuestCsum)) o |= net::kOffloadCsum;
-  if (features & f(netwire::kFGuestTso4)) o |= net::kOffloadTso4;
-  if (features & f(netwire::kFGuestTso6)) o |= net::kOffloadTso6;
-  if (features & f(netwire::kFGuestEcn)) o |= net::kOffloadTsoEcn;
-  if (features & f(netwire::kFGuestUfo)) o |= net::kOffloadUfo;
-  return o;
-}
-
 Result<> VirtioNet::validate_features(uint64_t x) const {
-  auto has = [&](unsigned bit) { return (x & f(bit)) != 0; };
-  // §5.1.3.1 feature dependencies.
-  struct Dep {
-    unsigned feature;
-    uint64_t needs_any;
-  };
-  const Dep deps[] = {
-      {netwire::kFGuestTso4, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestTso6, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestUfo, f(netwire::kFGuestCsum)},
-      {netwire::kFGuestEcn, f(netwire::kFGuestTso4) | f(netwire::kFGuestTso6)},
-      {netwire::kFHostTso4, f(netwire::kFCsum)},
-      {netwire::kFHostTso6, f(netwire::kFCsum)},
-      {netwire::kFHostUfo, f(netwire::kFCsum)},
-      {netwire::kFHostEcn, f(netwire::kFHostTso4) | f(netwire::kFHostTso6)},
-      {netwire::kFCtrlRx, f(netwire::kFCtrlVq)},
-      {netwire::kFCtrlVlan, f(netwire::kFCtrlVq)},
-      {netwire::kFCtrlMacAddr, f(netwire::kFCtrlVq)},
-      {netwire::kFCtrlGuestOffloads, f(netwire::kFCtrlVq)},
-      {netwire::kFCtrlRxExtra, f(netwire::kFCtrlRx)},
-      // MQ needs CTRL_VQ only where this device has the control queue; a
-      // vhost-user front end keeps it (and its MQ command) to itself.
-      {netwire::kFMq, options_.control_queue ? f(netwire::kFCtrlVq) : ~0ull},
-  };
-  for (const Dep& d : deps)
-    if (has(d.feature) && (x & d.needs_any) == 0)
-      return fail("feature {} without the feature(s) {:#x} it depends on (virtio 1.2 §5.1.3.1)",
-                  d.feature, d.needs_any);
-  return {};
+  // MQ needs CTRL_VQ only where this device has the control queue; a
+  // vhost-user front end keeps it (and its MQ command) to itself.
+  return check_net_feature_dependencies(x, /*mq_needs_ctrl_vq=*/options_.control_queue);
 }
 
 Result<> VirtioNet::on_activate() {
@@ -208,7 +154,7 @@ Result<> VirtioNet::on_activate() {
   // §5.1.6.5.5: with the control queue the driver starts on one pair and
   // asks for more; without it the front end decides, so all are ready.
   SKIFF_TRY_VOID(apply_queue_pairs(options_.control_queue ? 1 : pairs_));
-  return backend_->set_offloads(guest_offloads(driver_features()));
+  return backend_->set_offloads(net_guest_offloads(driver_features()));
 }
 
 void VirtioNet::on_reset() {
@@ -216,7 +162,7 @@ void VirtioNet::on_reset() {
   // The next front end tells the ring states afresh (or never: virtio-pci).
   rx_ring_enabled_.assign(pairs_, 1);
   // A MAC set through CTRL_MAC_ADDR lasts until reset.
-  std::memcpy(config_bytes().data() + kConfigMac, options_.mac.bytes.data(), 6);
+  std::memcpy(config_bytes().data() + kNetConfigMac, options_.mac.bytes.data(), 6);
 }
 
 Result<> VirtioNet::apply_queue_pairs(uint16_t pairs) {
@@ -337,7 +283,7 @@ Result<> VirtioNet::handle_ctrl(uint16_t index, Queue& queue) {
         }
       }
       if (ack == kNetCtrlOk && effects.guest_offloads) {
-        if (auto r = backend_->set_offloads(guest_offloads(*effects.guest_offloads)); !r) {
+        if (auto r = backend_->set_offloads(net_guest_offloads(*effects.guest_offloads)); !r) {
           LOG_WARN("virtio net: {}", r.error().what());
           ack = kNetCtrlErr;
         }
@@ -348,7 +294,7 @@ Result<> VirtioNet::handle_ctrl(uint16_t index, Queue& queue) {
       }
     }
     // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
-    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kConfigMac);
+    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kNetConfigMac);
     (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
     SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
     used = true;

@@ -156,8 +156,6 @@ class VirtioNet final : public VirtioDevice {
   [[nodiscard]] Result<> handle_tx(uint16_t pair, Queue& queue);
   [[nodiscard]] Result<> handle_ctrl(uint16_t index, Queue& queue);
   [[nodiscard]] Result<> apply_queue_pairs(uint16_t pairs);
-  // NetOffload bits for a set of GUEST_* feature bits.
-  [[nodiscard]] static unsigned guest_offloads(uint64_t features);
 
   std::unique_ptr<net::NetBackend> backend_;
   NetOptions options_;
