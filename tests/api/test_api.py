@@ -229,7 +229,9 @@ class Errors(SkiffTest):
             ({"payload": {"kernel": guest("hello")}, "memory": {"size": -1}}, ["memory.size"]),
             ({"payload": {"kernel": guest("hello")}, "memory": {"size": 12345}}, ["memory.size"]),
             ({"payload": {}}, ["payload.kernel"]),
-            ({"payload": {"kernel": guest("hello")}, "disks": [{"path": "/tmp/x"}]}, ["disks", "not supported yet"]),
+            # Disks are supported (dc8bb64): an impossible disk value instead.
+            ({"payload": {"kernel": guest("hello")}, "disks": [{"path": "/tmp/x", "queue_size": 3}]},
+             ["disks[0].queue_size", "power of 2"]),
             ({"payload": {"kernel": guest("hello")}, "net": [{"tap": "tap0", "vhost_user": True}]}, ["net[0].vhost_user", "not supported yet"]),
             ({"payload": {"kernel": guest("hello")}, "rng": {"src": "/dev/urandom"}}, ["rng", "not supported yet"]),
         ]:
