@@ -184,6 +184,9 @@ void ApiServer::Impl::accept_loop() {
       HttpConnection conn(fd.get());
       (void)conn.write_response(
           {503, error_body(503, "too many API connections; close one and retry"), "", false});
+      // A client that sends its request after the close would get EPIPE
+      // (curl: "Send failure") instead of reading the 503.
+      linger_close(fd.get());
       continue;
     }
     Connection& c = connections.emplace_back();
