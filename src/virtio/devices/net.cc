@@ -259,48 +259,31 @@ Result<> VirtioNet::handle_tx(uint16_t pair, Queue& queue) {
 }
 
 Result<> VirtioNet::handle_ctrl(uint16_t index, Queue& queue) {
-  bool used = false;
-  for (;;) {
-    if (!SKIFF_TRY(queue.pop_into(ctrl_chain_))) break;
-    const DescriptorChain& c = ctrl_chain_;
-    // §5.1.6.5: class and command readable, then a writable ack byte.
-    if (c.readable_bytes() < 2)
-      return fail("control request {} has {} readable bytes, want the 2-byte class and command",
-                  c.head(), c.readable_bytes());
-    if (c.writable_bytes() < 1)
-      return fail("control request {} has no writable byte for the ack", c.head());
-    CtrlEffects effects;
-    uint8_t ack;
-    {
-      std::lock_guard lock(filter_mu_);
-      RxFilter next = filter_;
-      ack = execute_ctrl_command(c.readable(), driver_features(), pairs_, next, effects);
-      if (ack == kNetCtrlOk && effects.queue_pairs) {
-        if (auto r = apply_queue_pairs(*effects.queue_pairs); !r) {
-          LOG_WARN("virtio net: setting {} queue pairs: {}", *effects.queue_pairs,
-                   r.error().what());
-          ack = kNetCtrlErr;
-        }
-      }
-      if (ack == kNetCtrlOk && effects.guest_offloads) {
-        if (auto r = backend_->set_offloads(net_guest_offloads(*effects.guest_offloads)); !r) {
-          LOG_WARN("virtio net: {}", r.error().what());
-          ack = kNetCtrlErr;
-        }
-      }
-      if (ack == kNetCtrlOk) {
-        filter_ = next;
-        filter_generation_.fetch_add(1, std::memory_order_release);
-      }
-    }
-    // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
-    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kNetConfigMac);
-    (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
-    SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
-    used = true;
-  }
-  if (used) signal_used(index);
+  if (SKIFF_TRY(serve_net_ctrl_queue(queue, ctrl_chain_, driver_features(), pairs_, filter_, *this,
+                                     "virtio net")))
+    signal_used(index);
   return {};
+}
+
+Result<> VirtioNet::set_ctrl_queue_pairs(uint16_t pairs) {
+  return apply_queue_pairs(pairs);
+}
+
+Result<> VirtioNet::set_ctrl_guest_offloads(uint64_t features) {
+  return backend_->set_offloads(net_guest_offloads(features));
+}
+
+void VirtioNet::set_ctrl_mac(const net::MacAddress& mac) {
+  update_config(mac.bytes, kNetConfigMac);
+}
+
+std::unique_lock<std::mutex> VirtioNet::lock_rx_filter() {
+  return std::unique_lock(filter_mu_);
+}
+
+void VirtioNet::rx_filter_changed() {
+  // rx threads copy the filter when they see the generation move.
+  filter_generation_.fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace skiff::virtio

@@ -74,6 +74,7 @@
 #include "net/rate_limiter.h"
 #include "virtio/device.h"
 #include "virtio/devices/net_ctrl.h"
+#include "virtio/devices/net_ctrl_queue.h"
 
 namespace skiff::virtio {
 
@@ -104,7 +105,7 @@ struct NetQueueStats {
   std::atomic<uint64_t> tx_throttled{0};  // times the rate limiter stopped tx
 };
 
-class VirtioNet final : public VirtioDevice {
+class VirtioNet final : public VirtioDevice, private NetCtrlTarget {
  public:
   // One queue pair per backend queue pair.
   [[nodiscard]] static Result<std::unique_ptr<VirtioNet>> create(
@@ -156,6 +157,12 @@ class VirtioNet final : public VirtioDevice {
   [[nodiscard]] Result<> handle_tx(uint16_t pair, Queue& queue);
   [[nodiscard]] Result<> handle_ctrl(uint16_t index, Queue& queue);
   [[nodiscard]] Result<> apply_queue_pairs(uint16_t pairs);
+  // NetCtrlTarget: the control queue's effects (net_ctrl_queue.h).
+  [[nodiscard]] Result<> set_ctrl_queue_pairs(uint16_t pairs) override;
+  [[nodiscard]] Result<> set_ctrl_guest_offloads(uint64_t features) override;
+  void set_ctrl_mac(const net::MacAddress& mac) override;
+  [[nodiscard]] std::unique_lock<std::mutex> lock_rx_filter() override;
+  void rx_filter_changed() override;
 
   std::unique_ptr<net::NetBackend> backend_;
   NetOptions options_;

@@ -188,39 +188,26 @@ Result<> VhostNetDevice::handle_queue(uint16_t index, Queue& queue) {
 }
 
 Result<> VhostNetDevice::handle_ctrl(uint16_t index, Queue& queue) {
-  bool used = false;
-  for (;;) {
-    if (!SKIFF_TRY(queue.pop_into(ctrl_chain_))) break;
-    const DescriptorChain& c = ctrl_chain_;
-    // §5.1.6.5: class and command readable, then a writable ack byte.
-    if (c.readable_bytes() < 2)
-      return fail("control request {} has {} readable bytes, want the 2-byte class and command",
-                  c.head(), c.readable_bytes());
-    if (c.writable_bytes() < 1)
-      return fail("control request {} has no writable byte for the ack", c.head());
-    CtrlEffects effects;
-    RxFilter next = filter_;
-    uint8_t ack = execute_ctrl_command(c.readable(), driver_features(), pairs_, next, effects);
-    if (ack == kNetCtrlOk && effects.queue_pairs) {
-      if (auto r = apply_queue_pairs(*effects.queue_pairs); !r) {
-        LOG_WARN("vhost-net: setting {} queue pairs: {}", *effects.queue_pairs, r.error().what());
-        ack = kNetCtrlErr;
-      }
-    }
-    if (ack == kNetCtrlOk && effects.guest_offloads) {
-      if (auto r = tap_->set_offloads(net_guest_offloads(*effects.guest_offloads)); !r) {
-        LOG_WARN("vhost-net: {}", r.error().what());
-        ack = kNetCtrlErr;
-      }
-    }
-    if (ack == kNetCtrlOk) filter_ = next;
-    // §5.1.6.5.2: an address set by ADDR_SET shows in the config space.
-    if (ack == kNetCtrlOk && effects.mac) update_config(effects.mac->bytes, kNetConfigMac);
-    (void)copy_to_buffers(c.writable(), 0, std::span(&ack, 1));
-    SKIFF_TRY_VOID(queue.add_used(c.head(), 1));
-    used = true;
-  }
-  if (used) signal_used(index);
+  if (SKIFF_TRY(serve_net_ctrl_queue(queue, ctrl_chain_, driver_features(), pairs_, filter_, *this,
+                                     "vhost-net")))
+    signal_used(index);
+  return {};
+}
+
+Result<> VhostNetDevice::set_ctrl_queue_pairs(uint16_t pairs) {
+  return apply_queue_pairs(pairs);
+}
+
+Result<> VhostNetDevice::set_ctrl_guest_offloads(uint64_t features) {
+  return tap_->set_offloads(net_guest_offloads(features));
+}
+
+void VhostNetDevice::set_ctrl_mac(const net::MacAddress& mac) {
+  update_config(mac.bytes, kNetConfigMac);
+}
+
+std::unique_lock<std::mutex> VhostNetDevice::lock_rx_filter() {
+  // Only the device thread touches the filter.
   return {};
 }
 

@@ -18,7 +18,8 @@
 //     a promiscuous device delivers (drivers must cope with that anyway).
 //     The kernel must offer VERSION_1, EVENT_IDX and INDIRECT_DESC, which
 //     skiff's transports always offer (every vhost-net since 4.x does);
-//   - control queue (skiff's thread, net_ctrl.h's execute_ctrl_command):
+//   - control queue (skiff's thread, served as VirtioNet serves it:
+//     net_ctrl_queue.h):
 //     VQ_PAIRS_SET attaches / detaches tap queues (TUNSETQUEUE) as QEMU
 //     does, so the kernel steers no frames to pairs the driver does not
 //     use; GUEST_OFFLOADS_SET becomes TUNSETOFFLOAD; MAC ADDR_SET shows in
@@ -41,7 +42,8 @@
 // every device; descriptors are the kernel's to check (vhost translates
 // each through the memory table and refuses anything outside it). When it
 // does, it writes the ring's err eventfd: the device goes NEEDS_RESET with
-// one log line. Control requests are checked here as in VirtioNet.
+// one log line. Control requests are checked as in VirtioNet
+// (net_ctrl_queue.h).
 //
 // Not possible on this path: rate limiting (the frames never pass through
 // skiff; the vmm refuses vhost=on with a rate limiter), skiff's per-queue
@@ -60,6 +62,7 @@
 #include "net/vhost_net.h"
 #include "virtio/device.h"
 #include "virtio/devices/net_ctrl.h"
+#include "virtio/devices/net_ctrl_queue.h"
 #include "virtio/ring_relay.h"
 
 namespace skiff::virtio {
@@ -70,7 +73,7 @@ struct VhostNetOptions {
   std::string vhost_path = net::kVhostNetPath;  // tests point it elsewhere
 };
 
-class VhostNetDevice final : public VirtioDevice {
+class VhostNetDevice final : public VirtioDevice, private NetCtrlTarget {
  public:
   // One vhost-net instance per tap queue pair. Fails (naming the path) if
   // vhost-net cannot be opened or lacks a feature skiff needs; the caller
@@ -111,6 +114,11 @@ class VhostNetDevice final : public VirtioDevice {
   void stop_rings();
   [[nodiscard]] Result<> apply_queue_pairs(uint16_t pairs);
   [[nodiscard]] Result<> handle_ctrl(uint16_t index, Queue& queue);
+  // NetCtrlTarget: the control queue's effects (net_ctrl_queue.h).
+  [[nodiscard]] Result<> set_ctrl_queue_pairs(uint16_t pairs) override;
+  [[nodiscard]] Result<> set_ctrl_guest_offloads(uint64_t features) override;
+  void set_ctrl_mac(const net::MacAddress& mac) override;
+  [[nodiscard]] std::unique_lock<std::mutex> lock_rx_filter() override;
 
   std::unique_ptr<net::Tap> tap_;
   std::vector<net::VhostNet> vhost_;  // one per queue pair
