@@ -2,10 +2,8 @@
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
-#include <sys/eventfd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstring>
 
@@ -32,18 +30,6 @@ constexpr uint64_t kPassedBlkFeatures =
 constexpr size_t kNumQueuesOffset = offsetof(virtio_blk_config, num_queues);
 static_assert(kNumQueuesOffset + 2 <= kVhostBlkConfigBytes);
 static_assert(offsetof(virtio_blk_config, unused1) + 3 == kVhostBlkConfigBytes);
-
-uint64_t user_address(const GuestMemory& mem, uint64_t gpa, uint64_t len) {
-  // Queue::activate has checked the whole area against `mem` already.
-  auto s = mem.slice(gpa, len);
-  return s ? reinterpret_cast<uint64_t>(s->data()) : 0;
-}
-
-uint16_t load_index(const uint16_t* p) {
-  // The other side (driver or back end) writes it concurrently; acquire
-  // orders the ring entries it published before the index.
-  return std::atomic_ref<uint16_t>(*const_cast<uint16_t*>(p)).load(std::memory_order_acquire);
-}
 
 }  // namespace
 
@@ -89,11 +75,8 @@ Result<std::unique_ptr<VhostUserBlock>> VhostUserBlock::create(const VhostUserBl
   std::unique_ptr<VhostUserBlock> dev(new VhostUserBlock(
       std::move(conn), features, features & kPassedBlkFeatures, n.protocol, num, o.queue_size));
   dev->timeout_ = o.timeout;
-  for (auto& r : dev->rings_) {
-    r.kick = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-    r.call = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-    r.err = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-  }
+  for (uint16_t i = 0; i < num; ++i)
+    dev->rings_.push_back({SKIFF_TRY(virtio::RingRelay::create())});
   SKIFF_TRY_VOID(dev->fetch_config());
   LOG_INFO("vhost-user-blk: {}: {} queue(s) of {}, back-end features {:#x}", o.socket, num,
            o.queue_size, features);
@@ -106,8 +89,7 @@ VhostUserBlock::VhostUserBlock(std::unique_ptr<VhostUserFrontend> conn, uint64_t
     : VirtioDevice(VIRTIO_ID_BLOCK, "vhost-user-blk", offered, num_queues, queue_size),
       conn_(std::move(conn)),
       backend_features_(backend_features),
-      protocol_features_(protocol_features),
-      rings_(num_queues) {}
+      protocol_features_(protocol_features) {}
 
 VhostUserBlock::~VhostUserBlock() {
   stop_rings();
@@ -116,8 +98,8 @@ VhostUserBlock::~VhostUserBlock() {
 std::vector<virtio::BackendEvent> VhostUserBlock::backend_events() const {
   std::vector<virtio::BackendEvent> out;
   for (uint16_t i = 0; i < rings_.size(); ++i) {
-    out.push_back({rings_[i].call.get(), i});
-    out.push_back({rings_[i].err.get(), i});
+    out.push_back({rings_[i].relay.call_fd(), i});
+    out.push_back({rings_[i].relay.err_fd(), i});
   }
   // A hang-up (EPOLLHUP/EPOLLRDHUP are reported whatever was asked for).
   out.push_back({conn_->socket_fd(), 0});
@@ -148,33 +130,22 @@ Result<> VhostUserBlock::on_activate() {
 }
 
 Result<> VhostUserBlock::start_ring(uint16_t index, virtio::Queue& q) {
-  const GuestMemory& mem = *memory();
   Ring& r = rings_[index];
   // "Ring states": size, addresses and base first; the kick fd starts
   // the ring; with PROTOCOL_FEATURES it starts disabled until ENABLE 1.
   SKIFF_TRY_VOID(conn_->set_vring_num(index, q.size()));
-  uint64_t desc = user_address(mem, q.desc_table(), virtio::desc_table_bytes(q.size()));
-  uint64_t used = user_address(mem, q.used_ring(), virtio::used_ring_bytes(q.size()));
-  uint64_t avail = user_address(mem, q.avail_ring(), virtio::avail_ring_bytes(q.size()));
-  if (desc == 0 || used == 0 || avail == 0) return fail("ring areas are not guest RAM");
-  SKIFF_TRY_VOID(conn_->set_vring_addr(index, desc, used, avail));
+  auto a = SKIFF_TRY(virtio::RingRelay::addresses(*memory(), q));
+  SKIFF_TRY_VOID(conn_->set_vring_addr(index, a.desc, a.used, a.avail));
   SKIFF_TRY_VOID(conn_->set_vring_base(index, q.next_avail()));
-  (void)r.call.consume();
-  (void)r.err.consume();
-  SKIFF_TRY_VOID(conn_->set_vring_call(index, r.call.get()));
-  SKIFF_TRY_VOID(conn_->set_vring_err(index, r.err.get()));
-  SKIFF_TRY_VOID(conn_->set_vring_kick(index, r.kick.get()));
+  r.relay.drain();
+  SKIFF_TRY_VOID(conn_->set_vring_call(index, r.relay.call_fd()));
+  SKIFF_TRY_VOID(conn_->set_vring_err(index, r.relay.err_fd()));
+  SKIFF_TRY_VOID(conn_->set_vring_kick(index, r.relay.kick_fd()));
   r.started = true;
   if (protocol_features_) SKIFF_TRY_VOID(conn_->set_vring_enable(index, true));
-  // avail->idx is at offset 2 of the avail ring, used->idx at 2 of the used ring (§2.7.6, §2.7.8).
-  r.avail_idx = reinterpret_cast<const uint16_t*>(avail + 2);
-  r.used_idx = reinterpret_cast<const uint16_t*>(used + 2);
-  r.kicked_avail = q.next_avail();
-  // Buffers made available before DRIVER_OK get no notification of their own.
-  if (load_index(r.avail_idx) != r.kicked_avail) {
-    r.kicked_avail = load_index(r.avail_idx);
-    r.kick.signal();
-  }
+  // Buffers made available before DRIVER_OK get no notification of their
+  // own: start() kicks for them.
+  r.relay.start(a, q);
   return {};
 }
 
@@ -184,7 +155,7 @@ void VhostUserBlock::stop_rings() {
     Ring& r = rings_[i];
     if (!r.started) continue;
     r.started = false;
-    r.avail_idx = r.used_idx = nullptr;
+    r.relay.stop();
     // Disable, then stop: GET_VRING_BASE returns only after the back end
     // has finished with the ring, so guest memory is no longer touched.
     Result<> res = protocol_features_ ? conn_->set_vring_enable(i, false) : Result<>();
@@ -217,17 +188,17 @@ void VhostUserBlock::on_reset() {
     // The back end went away (it is restarted by whoever runs it): its
     // rings died with it, so there is nothing to stop. Try the socket again
     // so the driver's re-initialisation finds a working device.
-    for (auto& r : rings_) r.started = false;
+    for (auto& r : rings_) {
+      r.started = false;
+      r.relay.stop();
+    }
     if (auto r = reconnect(); !r)
       LOG_WARN("vhost-user-blk {}: reconnecting: {}", conn_->path(), r.error().what());
     else
       LOG_INFO("vhost-user-blk {}: reconnected to the back end", conn_->path());
   }
   stop_rings();
-  for (auto& r : rings_) {
-    (void)r.call.consume();
-    (void)r.err.consume();
-  }
+  for (auto& r : rings_) r.relay.drain();
   // The driver re-reads the config after a reset: give it the back end's
   // current one (a resized image shows up here).
   if (auto r = fetch_config(); !r)
@@ -240,25 +211,12 @@ Result<> VhostUserBlock::handle_queue(uint16_t index, virtio::Queue& queue) {
   // queue also covers a reconnected socket, which the transport does not watch.
   if (conn_->peer_closed())
     return fail("vhost-user back end {} closed the connection", conn_->path());
-  if (r.err.consume() != 0)
+  // The back end's err fd, its call (it applied EVENT_IDX / NO_INTERRUPT
+  // itself) and a kick for buffers it was not told about (ring_relay.h).
+  auto interrupt = r.relay.relay(queue);
+  if (!interrupt)
     return fail("vhost-user back end {} reported an error on ring {}", conn_->path(), index);
-  if (!r.started) return {};
-  if (r.call.consume() != 0) {
-    // The back end decided the driver wants this interrupt (it applies
-    // EVENT_IDX / NO_INTERRUPT itself). Restating the used position makes
-    // the Queue's next check answer "notify" for EVENT_IDX and re-read the
-    // NO_INTERRUPT flag otherwise (queue.h needs_notification).
-    queue.set_ring_positions(queue.next_avail(), load_index(r.used_idx));
-    signal_used(index);
-  }
-  // Kick only for buffers the back end has not been kicked for: a call
-  // event also runs this function, and a guest notification that found
-  // nothing new needs no second kick.
-  uint16_t avail = load_index(r.avail_idx);
-  if (avail != r.kicked_avail) {
-    r.kicked_avail = avail;
-    r.kick.signal();
-  }
+  if (*interrupt) signal_used(index);
   return {};
 }
 

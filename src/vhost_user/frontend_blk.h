@@ -23,7 +23,8 @@
 // base, call, err, kick, enable); a device reset disables and stops every
 // started ring with GET_VRING_BASE and re-reads the config.
 //
-// Notifications (simplest correct design, one extra hop each way):
+// Notifications (simplest correct design, one extra hop each way, relayed
+// by virtio/ring_relay.h as for the vhost-net device):
 //   guest notify -> ioeventfd -> skiff's device thread -> handle_queue()
 //     writes this ring's kick eventfd -> back end;
 //   back end call eventfd -> skiff's device thread (a BackendEvent) ->
@@ -51,10 +52,10 @@
 #include <string>
 #include <vector>
 
-#include "base/fd.h"
 #include "base/result.h"
 #include "vhost_user/frontend.h"
 #include "virtio/device.h"
+#include "virtio/ring_relay.h"
 
 namespace skiff::vhost_user {
 
@@ -92,15 +93,10 @@ class VhostUserBlock final : public virtio::VirtioDevice {
 
  private:
   struct Ring {
-    EventFd kick;
-    EventFd call;
-    EventFd err;
+    virtio::RingRelay relay;  // kick / call / err eventfds and the relaying
+    // The back end was given the ring (SET_VRING_KICK): stopping it takes
+    // GET_VRING_BASE. Set before SET_VRING_ENABLE, the relay after it.
     bool started = false;
-    // Host views of the ring's avail->idx and used->idx (inside guest RAM,
-    // placement checked by Queue::activate) while started.
-    const uint16_t* avail_idx = nullptr;
-    const uint16_t* used_idx = nullptr;
-    uint16_t kicked_avail = 0;  // the avail idx the back end was last kicked for
   };
   // What a back end offers, read by create() and again by reconnect().
   struct Negotiated {
