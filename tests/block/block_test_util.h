@@ -1,7 +1,9 @@
-// Helpers shared by the block tests: a per-test scratch directory, running
-// qemu-img / qemu-io, and deterministic test patterns.
+// Helpers shared by the block tests (and the virtio-blk ones over real
+// files): a per-test scratch directory, a pipe, running qemu-img / qemu-io,
+// and deterministic test patterns.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "base/fd.h"
 
 namespace skiff::testing {
 
@@ -33,6 +37,18 @@ class ScratchDir {
 
  private:
   std::string path_;
+};
+
+// A pipe whose ends a test fills or drains to decide when a transfer
+// makes progress.
+struct Pipe {
+  Pipe() {
+    int fds[2];
+    EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    rd.reset(fds[0]);
+    wr.reset(fds[1]);
+  }
+  Fd rd, wr;
 };
 
 inline bool have_tool(const char* name) {

@@ -23,6 +23,7 @@
 namespace skiff {
 namespace {
 
+using testing::Pipe;
 using testing::ScratchDir;
 using Completion = UringQueue::Completion;
 
@@ -46,16 +47,6 @@ std::vector<Completion> collect(UringQueue& q, size_t want,
   }
   return all;
 }
-
-struct Pipe {
-  Pipe() {
-    int fds[2];
-    EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-    rd.reset(fds[0]);
-    wr.reset(fds[1]);
-  }
-  Fd rd, wr;
-};
 
 int open_scratch(const std::string& path, size_t size) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

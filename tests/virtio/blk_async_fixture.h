@@ -12,14 +12,13 @@
 
 #include <array>
 #include <atomic>
-#include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
+#include "block/block_test_util.h"
 #include "block/raw_image.h"
 #include "virtio/devices/blk.h"
 #include "virtio/fake_driver.h"
@@ -30,29 +29,10 @@ constexpr uint16_t kQueueSize = 32;
 constexpr uint64_t kDiskBytes = 1 << 20;
 constexpr uint64_t kDriverSpan = 2 << 20;  // guest RAM per queue's driver
 
-// A scratch directory on a disk file system (O_DIRECT tests need one).
-struct Scratch {
-  Scratch() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "skiff-blk-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~Scratch() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::string path;
-};
-
-struct Pipe {
-  Pipe() {
-    int fds[2];
-    EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-    rd.reset(fds[0]);
-    wr.reset(fds[1]);
-  }
-  Fd rd, wr;
-};
+// A scratch directory on a disk file system (O_DIRECT tests need one) and
+// pipes: the block tests' helpers.
+using ::skiff::testing::Pipe;
+using ::skiff::testing::ScratchDir;
 
 // An image whose bytes come from pipes: reads of the first 4 KiB from pipe
 // `a`, the rest from pipe `b`; writes go into pipe `w`; flush/discard use a
@@ -177,7 +157,7 @@ struct AsyncBlk : ::testing::Test {
     }
   }
 
-  Scratch scratch;
+  ScratchDir scratch;
   Pipe a, b, w;  // pipe_disk(): reads below / from 4 KiB, writes
   Fd pipe_file;
   FakeGuest guest{8 << 20};

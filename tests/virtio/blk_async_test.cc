@@ -242,7 +242,7 @@ TEST_F(AsyncBlk, DiscardWriteZeroesAndFlushGoThroughTheRingOnRawImages) {
 
 TEST_F(AsyncBlk, DirectOnAlignedBuffersGoStraightUnalignedOnesBounce) {
   auto img = raw_image(/*direct=*/true);
-  if (!img) GTEST_SKIP() << "skipped: no O_DIRECT on " << scratch.path << ": " << skip_reason;
+  if (!img) GTEST_SKIP() << "skipped: no O_DIRECT on " << scratch.path() << ": " << skip_reason;
   uint32_t block = img->io_alignment().offset;
   // A buffer 8 bytes off a page needs the bounce only if the device's DMA
   // alignment (statx stx_dio_mem_align) is coarser than that.
@@ -321,7 +321,7 @@ TEST_F(AsyncBlk, Qcow2AllocatedClustersGoThroughTheRingTheRestSynchronously) {
 }
 
 TEST(AsyncBlkCreate, ImagesWithoutAMappingAndUseIoUringOffHaveNoRing) {
-  Scratch s;
+  ScratchDir s;
   ASSERT_TRUE(RawImage::create(s.file("x.raw"), kDiskBytes));
   BlkOptions opts;
   opts.use_io_uring = false;

@@ -20,7 +20,7 @@ namespace {
 using namespace testing;  // NOLINT(google-build-using-namespace): the fixture's names
 
 TEST(BlkRingReset, OfferedOnlyWhenTheTransportHasAQueueReset) {
-  Scratch s;
+  ScratchDir s;
   ASSERT_TRUE(RawImage::create(s.file("x.raw"), kDiskBytes));
   auto b = VirtioBlock::create(*RawImage::open(s.file("x.raw"), false), BlkOptions{});
   ASSERT_TRUE(b);
