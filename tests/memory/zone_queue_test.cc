@@ -10,6 +10,7 @@
 
 #include "memory/guest_ram.h"
 #include "virtio/fake_driver.h"
+#include "virtio/guest_memory_access.h"
 #include "virtio/queue.h"
 
 namespace skiff {
@@ -19,7 +20,7 @@ constexpr uint64_t kMiB = 1 << 20;
 
 // Zone a (private) at [1 MiB, 3 MiB), zone b (memfd) at b_gpa: by default
 // right after a, or elsewhere (as across the PCI hole).
-struct ZoneGuest {
+struct ZoneGuest : virtio::testing::GuestMemoryAccess<ZoneGuest> {
   static constexpr uint64_t kRamBase = kMiB;
   static constexpr uint64_t kBoundary = 3 * kMiB;
   explicit ZoneGuest(uint64_t b_gpa = kBoundary) {
@@ -31,15 +32,7 @@ struct ZoneGuest {
     EXPECT_TRUE(r) << r.error().what();
     if (r) ram = std::move(*r);
   }
-  std::span<uint8_t> host(uint64_t gpa, size_t len) { return *ram.memory().slice(gpa, len); }
-  template <typename T>
-  T get(uint64_t gpa) {
-    return *ram.memory().read_obj<T>(gpa);
-  }
-  template <typename T>
-  void put(uint64_t gpa, const T& v) {
-    EXPECT_TRUE(ram.memory().write_obj(gpa, v));
-  }
+  const GuestMemory& guest_memory() const { return ram.memory(); }
   GuestRam ram;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "virtio/fake_driver.h"
+#include "virtio/guest_memory_access.h"
 #include "virtio/queue.h"
 
 namespace skiff::vhost_user {
@@ -37,7 +38,7 @@ std::vector<uint8_t> file_bytes(int fd, uint64_t offset, size_t len) {
 // (fd offset 1 MiB, as a RAM block mapped from its start), region 1 at
 // b_gpa, 2 MiB from fd offset `b_offset`. The user addresses are far apart,
 // as in a front end that mapped each backend on its own.
-struct TwoRegions {
+struct TwoRegions : virtio::testing::GuestMemoryAccess<TwoRegions> {
   static constexpr uint64_t kRamBase = kMiB;
   static constexpr uint64_t kBoundary = 3 * kMiB;
   explicit TwoRegions(uint64_t b_gpa = kBoundary, uint64_t b_offset = 0) {
@@ -52,16 +53,8 @@ struct TwoRegions {
     EXPECT_TRUE(t) << t.error().what();
     if (t) table = std::move(*t);
   }
-  // FakeDriver's guest interface.
-  std::span<uint8_t> host(uint64_t gpa, size_t len) { return *table.memory().slice(gpa, len); }
-  template <typename T>
-  T get(uint64_t gpa) {
-    return *table.memory().read_obj<T>(gpa);
-  }
-  template <typename T>
-  void put(uint64_t gpa, const T& v) {
-    EXPECT_TRUE(table.memory().write_obj(gpa, v));
-  }
+  // FakeDriver's guest interface (GuestMemoryAccess).
+  const GuestMemory& guest_memory() const { return table.memory(); }
   int fd_a() const { return fds[0].get(); }
   int fd_b() const { return fds[1].get(); }
 
