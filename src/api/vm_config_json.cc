@@ -427,6 +427,24 @@ Result<> parse_balloon(const json& j, VmConfig& c) {
   return {};
 }
 
+// RngConfig: a virtio-rng reading `src` (Cloud Hypervisor's default is
+// /dev/urandom). Unlike Cloud Hypervisor, which always adds the device,
+// skiff adds it only when the config has an rng object (as with --rng).
+Result<> parse_rng(const json& j, VmConfig& c) {
+  SKIFF_TRY_VOID(check_fields(j, "rng",
+                              {{"src", Rule::kHandled, ""},
+                               {"id", Rule::kString, ""},
+                               {"iommu", Rule::kFalse, "an IOMMU"},
+                               {"pci_segment", Rule::kZero, "PCI segments"},
+                               {"pci_device_id", Rule::kAbsent, "choosing PCI device ids"}}));
+  if (!has(j, "src")) return fail("rng.src: required (an entropy source such as /dev/urandom)");
+  RngConfig r;
+  r.source = SKIFF_TRY(get_string(j, "rng", "src"));
+  if (r.source.empty()) return fail("rng.src: must not be empty");
+  c.rng = r;
+  return {};
+}
+
 // TokenBucket: size and refill_time required, one_time_burst optional.
 Result<net::TokenBucketConfig> parse_token_bucket(const json& j, const std::string& path) {
   SKIFF_TRY_VOID(check_fields(j, path,
@@ -587,7 +605,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
                                {"rate_limit_groups", Rule::kEmpty, "rate limit groups"},
                                {"disks", Rule::kHandled, ""},
                                {"net", Rule::kHandled, ""},
-                               {"rng", Rule::kAbsent, "virtio-rng (rng)"},
+                               {"rng", Rule::kHandled, ""},
                                {"balloon", Rule::kHandled, ""},
                                {"fs", Rule::kEmpty, "virtio-fs"},
                                {"generic_vhost_user", Rule::kEmpty, "generic vhost-user devices"},
@@ -643,6 +661,7 @@ Result<VmConfig> parse_vm_config(const json& j) {
         "console.mode: Tty and serial.mode Tty cannot share skiff's terminal; put one of them on "
         "Pty, File, Null or Off");
   if (has(j, "balloon")) SKIFF_TRY_VOID(parse_balloon(j.at("balloon"), c));
+  if (has(j, "rng")) SKIFF_TRY_VOID(parse_rng(j.at("rng"), c));
   if (has(j, "debug_console")) {
     const json& d = j.at("debug_console");
     SKIFF_TRY_VOID(check_fields(d, "debug_console",
@@ -712,6 +731,8 @@ json vm_config_to_json(const VmConfig& c) {
            {"payload", payload},
            {"serial", serial},
            {"console", console}};
+  // getrandom(2) (--rng without src) draws from the pool /dev/urandom reads.
+  if (c.rng) out["rng"] = {{"src", c.rng->source.empty() ? "/dev/urandom" : c.rng->source}};
   if (c.balloon)
     out["balloon"] = {{"size", c.balloon->size},
                       {"deflate_on_oom", c.balloon->deflate_on_oom},

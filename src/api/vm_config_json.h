@@ -1,13 +1,14 @@
 // Cloud Hypervisor's VmConfig JSON (specs/cloud-hypervisor-api.yaml,
 // components/schemas/VmConfig) <-> skiff's VmConfig.
 //
-// What skiff supports: cpus.boot_vcpus (max_vcpus equal to it),
-// memory.size, payload.kernel/initramfs/cmdline, serial (Off, Null, Tty,
-// Pty, File) and console Off/Null. Every other field of the schema is
-// accepted only at its schema default (false, 0, empty list, absent): a
-// value that would need a device or feature skiff does not have yet (disks,
-// net, rng, hotplug, hugepages, ...) is refused with "... is not supported
-// yet", never silently ignored. A field the schema does not have is
+// What skiff supports: cpus (boot_vcpus, max_vcpus, topology, affinity),
+// memory (size, shared, hugepages, hugepage_size, mergeable, prefault, thp,
+// zones incl. file), payload.kernel/initramfs/cmdline, serial (Off, Null,
+// Tty, Pty, File), console (Off, Null, Tty, Pty, File), disks, net, rng,
+// balloon and numa. Every other field of the schema is accepted only at its
+// schema default (false, 0, empty list, absent): a value that would need a
+// device or feature skiff does not have yet (vsock, virtio-fs, VFIO, ...)
+// is refused with "... is not supported yet", never silently ignored. A field the schema does not have is
 // "unknown field". Every message names the field by its JSON path.
 //
 // Serial modes map to skiff's --serial values: Tty -> tty, Pty -> pty,

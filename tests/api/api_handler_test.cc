@@ -228,7 +228,7 @@ TEST(VmConfigJson, DevicesSkiffLacksAreRefusedNotIgnored) {
                 .find("net[0].vhost_user: vhost-user net front ends is not supported yet"),
             std::string::npos);
   EXPECT_NE(
-      err(R"("rng":{"src":"/dev/urandom"})").find("rng: virtio-rng (rng) is not supported yet"),
+      err(R"("vsock":{"cid":3,"socket":"/v"})").find("vsock: virtio-vsock is not supported yet"),
       std::string::npos);
   EXPECT_NE(err(R"("memory":{"size":16777216,"reserve":true})").find("memory.reserve"),
             std::string::npos);

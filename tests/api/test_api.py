@@ -177,6 +177,15 @@ class Endpoints(SkiffTest):
         self.assertEqual(j["memory_actual_size"], 32 << 20)
         self.assertEqual(j["config"]["payload"], {"kernel": guest("hello"), "cmdline": "a=b"})
         self.assertEqual(j["config"]["serial"], {"mode": "File", "file": sk.serial})
+        self.assertNotIn("rng", j["config"])
+
+    def test_rng_in_the_config_is_created_and_reported(self):
+        sk = self.skiff
+        cfg = {"payload": {"kernel": guest("hello")}, "rng": {"src": "/dev/urandom"}}
+        self.assertEqual(sk.curl("PUT", "vm.create", json.dumps(cfg))[0], 204)
+        s, j, _ = sk.curl("GET", "vm.info")
+        self.assertEqual(s, 200)
+        self.assertEqual(j["config"]["rng"], {"src": "/dev/urandom"})
 
     def test_guest_that_exits_leaves_the_vm_shut_down_and_the_vmm_running(self):
         sk = self.skiff
@@ -233,7 +242,8 @@ class Errors(SkiffTest):
             ({"payload": {"kernel": guest("hello")}, "disks": [{"path": "/tmp/x", "queue_size": 3}]},
              ["disks[0].queue_size", "power of 2"]),
             ({"payload": {"kernel": guest("hello")}, "net": [{"tap": "tap0", "vhost_user": True}]}, ["net[0].vhost_user", "not supported yet"]),
-            ({"payload": {"kernel": guest("hello")}, "rng": {"src": "/dev/urandom"}}, ["rng", "not supported yet"]),
+            ({"payload": {"kernel": guest("hello")}, "rng": {"src": ""}}, ["rng.src"]),
+            ({"payload": {"kernel": guest("hello")}, "vsock": {"cid": 3, "socket": "/tmp/v"}}, ["vsock", "not supported yet"]),
         ]:
             self.assertError(self.skiff.curl("PUT", "vm.create", json.dumps(cfg)), 400, *words)
         # Nothing was half-created.
