@@ -297,6 +297,28 @@ class FrontendTest : public ::testing::TestWithParam<Backend> {
     ASSERT_FALSE(dev_->needs_reset());
   }
 
+  // What a driver does after a reset (virtio 1.2 §3.1.1): features again,
+  // the first `queues` rings restarted on fresh memory, DRIVER_OK.
+  void reinitialise(uint16_t queues) {
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+    dev_->set_driver_features(dev_->device_features());
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+    for (uint16_t q = 0; q < queues; ++q) {
+      drivers_[q]->restart();
+      drivers_[q]->configure(*dev_->queue(q));
+    }
+    status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+           virtio::kStatusDriverOk);
+  }
+
+  // Reads sector `sector` on `queue` and compares it with the image.
+  void expect_sector(uint16_t queue, uint64_t sector) {
+    Done d = request(queue, VIRTIO_BLK_T_IN, sector, {}, 512);
+    ASSERT_EQ(d.status, VIRTIO_BLK_S_OK);
+    auto got = guest_.host(d.data_gpa, 512);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), host_data_.begin() + sector * 512));
+  }
+
   struct Done {
     uint8_t status;
     uint64_t data_gpa;
@@ -410,18 +432,9 @@ TEST_P(FrontendTest, ResetStopsTheRingsAndTheDeviceRestarts) {
   EXPECT_FALSE(dev_->activated());
   EXPECT_EQ(dev_->status(), 0);
   // A driver starting over: new rings, same connection.
-  for (auto& d : drivers_) d->restart();
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
-  dev_->set_driver_features(dev_->device_features());
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-  for (uint16_t q = 0; q < 2; ++q) drivers_[q]->configure(*dev_->queue(q));
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-         virtio::kStatusDriverOk);
+  reinitialise(2);
   ASSERT_TRUE(dev_->activated());
-  Done d = request(1, VIRTIO_BLK_T_IN, 3, {}, 512);
-  ASSERT_EQ(d.status, VIRTIO_BLK_S_OK);
-  auto got = guest_.host(d.data_gpa, 512);
-  EXPECT_TRUE(std::equal(got.begin(), got.end(), host_data_.begin() + 3 * 512));
+  expect_sector(1, 3);
 }
 
 TEST_P(FrontendTest, BackEndKilledMidRunMarksNeedsResetAndSkiffCarriesOn) {
@@ -441,13 +454,7 @@ TEST_P(FrontendTest, BackEndKilledMidRunMarksNeedsResetAndSkiffCarriesOn) {
       << "no config-change interrupt for DEVICE_NEEDS_RESET";
   // The driver resets; the dead back end makes re-activation fail cleanly.
   status(0);
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
-  dev_->set_driver_features(dev_->device_features());
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-  drivers_[0]->restart();
-  drivers_[0]->configure(*dev_->queue(0));
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-         virtio::kStatusDriverOk);
+  reinitialise(1);
   EXPECT_FALSE(dev_->activated());
   EXPECT_TRUE(dev_->needs_reset());
 }
@@ -460,19 +467,10 @@ TEST_P(FrontendTest, RestartedBackEndIsReconnectedAtTheDriversReset) {
   backend_ = std::make_unique<BackendProcess>(GetParam(), image_, sock_);
   // The driver's recovery: reset, then the whole initialisation again.
   status(0);
-  for (auto& d : drivers_) d->restart();
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
-  dev_->set_driver_features(dev_->device_features());
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-  for (uint16_t q = 0; q < 2; ++q) drivers_[q]->configure(*dev_->queue(q));
-  status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-         virtio::kStatusDriverOk);
+  reinitialise(2);
   ASSERT_TRUE(dev_->activated());
   ASSERT_FALSE(dev_->needs_reset());
-  Done d = request(1, VIRTIO_BLK_T_IN, 5, {}, 512);
-  ASSERT_EQ(d.status, VIRTIO_BLK_S_OK);
-  auto got = guest_.host(d.data_gpa, 512);
-  EXPECT_TRUE(std::equal(got.begin(), got.end(), host_data_.begin() + 5 * 512));
+  expect_sector(1, 5);
 }
 
 TEST_P(FrontendTest, PrivateGuestMemoryIsRefusedAtActivation) {
