@@ -256,23 +256,23 @@ class Errors(unittest.TestCase):
             self.assertEqual(r.status, 2, r.log)
             self.assertIn(named, r.log)
 
-    def test_missing_dev_kvm_says_what_to_do(self):
+    def run_without_dev_kvm(self, kernel):
+        """skiff --kernel KERNEL with /dev hidden by an empty tmpfs in a mount namespace."""
         if os.geteuid() != 0 or subprocess.run(["which", "unshare"], capture_output=True).returncode:
             self.skipTest("skipped: needs root and unshare to hide /dev/kvm in a mount namespace")
-        p = subprocess.run(["unshare", "--mount", "sh", "-c",
-                            f"mount -t tmpfs none /dev && exec {SKIFF} --kernel {guest('hello')} --serial off"],
-                           capture_output=True, timeout=30)
+        return subprocess.run(["unshare", "--mount", "sh", "-c",
+                               f"mount -t tmpfs none /dev && exec {SKIFF} --kernel {kernel} --serial off"],
+                              capture_output=True, timeout=30)
+
+    def test_missing_dev_kvm_says_what_to_do(self):
+        p = self.run_without_dev_kvm(guest("hello"))
         self.assertEqual(p.returncode, 6, p.stderr)
         self.assertIn(b"/dev/kvm", p.stderr)
         self.assertIn(b"modprobe", p.stderr)
 
     def test_bad_kernel_beats_missing_dev_kvm(self):
         # Same check with /dev/kvm hidden, so it holds on KVM hosts as well.
-        if os.geteuid() != 0 or subprocess.run(["which", "unshare"], capture_output=True).returncode:
-            self.skipTest("skipped: needs root and unshare to hide /dev/kvm in a mount namespace")
-        p = subprocess.run(["unshare", "--mount", "sh", "-c",
-                            f"mount -t tmpfs none /dev && exec {SKIFF} --kernel /nonexistent/vmlinuz --serial off"],
-                           capture_output=True, timeout=30)
+        p = self.run_without_dev_kvm("/nonexistent/vmlinuz")
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn(b"/nonexistent/vmlinuz", p.stderr)
         self.assertNotIn(b"/dev/kvm", p.stderr)

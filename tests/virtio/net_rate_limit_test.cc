@@ -20,10 +20,16 @@ struct NetRateLimit : NetFixture {
   NetRateLimit() {
     clock = [this] { return now; };
   }
-  // Keeps `outstanding` tx chains of `len`-byte frames available on pair 0.
-  void keep_sending(size_t len, size_t& made, size_t outstanding = 16) {
-    while (made - tx().used_idx() < outstanding)
-      send(frame_bytes(len, static_cast<uint8_t>(made++)));
+  // For `duration` of fake time in 1 ms steps: keeps 16 tx chains of
+  // `len`-byte frames available on pair 0 and lets the device run.
+  void send_for(size_t len, nanoseconds duration) {
+    size_t made = 0;
+    nanoseconds start_time = now;
+    while (now - start_time < duration) {
+      while (made - tx().used_idx() < 16) send(frame_bytes(len, static_cast<uint8_t>(made++)));
+      net->process_queue(1);
+      now += milliseconds(1);
+    }
   }
   int fd_for(uint16_t queue, size_t nth) {
     size_t seen = 0;
@@ -69,13 +75,7 @@ TEST_F(NetRateLimit, TxThroughputMatchesTheConfiguredRate) {
   // 100 KB/s in a 5 KB bucket, 1500-byte frames, 2 s of fake time.
   rate_limiter.bandwidth = {.size = 5'000, .one_time_burst = 0, .refill_time_ms = 50};
   start(1, kAll);
-  size_t made = 0;
-  nanoseconds start_time = now;
-  while (now - start_time < milliseconds(2000)) {
-    keep_sending(1500, made);
-    net->process_queue(1);
-    now += milliseconds(1);
-  }
+  send_for(1500, milliseconds(2000));
   double bytes = static_cast<double>(net->stats(0).tx_bytes);
   // The initial bucket plus 2 s at 100 KB/s, within a frame or two.
   EXPECT_NEAR(bytes, 5'000 + 200'000, 3'000);
@@ -86,13 +86,7 @@ TEST_F(NetRateLimit, PacketBucketLimitsSmallFrames) {
   // 100 packets/s (10 per 100 ms), bytes unlimited.
   rate_limiter.ops = {.size = 10, .one_time_burst = 0, .refill_time_ms = 100};
   start(1, kAll);
-  size_t made = 0;
-  nanoseconds start_time = now;
-  while (now - start_time < milliseconds(1000)) {
-    keep_sending(60, made);
-    net->process_queue(1);
-    now += milliseconds(1);
-  }
+  send_for(60, milliseconds(1000));
   EXPECT_NEAR(static_cast<double>(net->stats(0).tx_packets), 10 + 100, 2);
 }
 
