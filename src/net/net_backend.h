@@ -14,6 +14,7 @@
 
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -33,6 +34,9 @@ inline constexpr size_t kMaxFrameBytes = 65535 + 14 + 4;
 
 // Most iovec entries one receive()/send() takes (the kernel's UIO_MAXIOV).
 inline constexpr size_t kMaxIov = 1024;
+
+// Most frames one send_batch() takes.
+inline constexpr size_t kMaxSendBatch = 64;
 
 // Offloads a backend may deliver in received frames (what the guest accepts:
 // VIRTIO_NET_F_GUEST_*). Same values as the kernel's TUN_F_* flags.
@@ -70,6 +74,24 @@ class NetBackend {
   // take it now (try again later); nothing was sent. An Error means the frame was refused or lost
   // (the caller counts it and moves on). Never blocks.
   [[nodiscard]] virtual Result<bool> send(uint16_t pair, std::span<const iovec> iov) = 0;
+
+  // Sends frames[0..n) on `pair` in order (n <= kMaxSendBatch), each as
+  // send() would, stopping where the backend is full. Returns how many it
+  // took; for each of those, refused[i] is 0 (sent) or an errno (refused or
+  // lost: counted and moved past, like an Error from send()). The rest
+  // stay with the caller for the next notification. The default sends them
+  // one by one; the tap hands the whole batch to the kernel at once.
+  [[nodiscard]] virtual Result<size_t> send_batch(uint16_t pair,
+                                                  std::span<const std::span<const iovec>> frames,
+                                                  std::span<int> refused) {
+    size_t i = 0;
+    for (; i < frames.size(); ++i) {
+      auto sent = send(pair, frames[i]);
+      if (sent && !*sent) break;
+      refused[i] = sent ? 0 : (sent.error().errnum != 0 ? sent.error().errnum : EIO);
+    }
+    return i;
+  }
 
   // Which NetOffload bits received frames may use from now on (a subset of
   // supported_offloads()); 0 = fully checksummed, unsegmented frames only.

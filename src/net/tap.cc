@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
+
 namespace skiff::net {
 
 static_assert(kOffloadCsum == TUN_F_CSUM && kOffloadTso4 == TUN_F_TSO4 &&
@@ -105,6 +107,15 @@ Result<> Tap::prepare() {
     if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr) != 0)
       return fail_errno("tap {}: setting the vnet header size to {}", name_, hdr);
   }
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    auto ring = TapSendRing::create();
+    if (!ring) {
+      LOG_INFO("tap {}: sending frame by frame: {}", name_, ring.error().what());
+      send_rings_.clear();
+      break;
+    }
+    send_rings_.push_back(std::move(*ring));
+  }
   // Probe: the full set, then without UFO (kernels between its removal in
   // 4.14 and its return refuse it with EINVAL), then checksum only.
   for (unsigned set :
@@ -136,6 +147,14 @@ Result<bool> Tap::send(uint16_t pair, std::span<const iovec> iov) {
     if (errno == EAGAIN) return false;
     return fail_errno("tap {}: writing a frame to queue {}", name_, pair);
   }
+}
+
+Result<size_t> Tap::send_batch(uint16_t pair, std::span<const std::span<const iovec>> frames,
+                               std::span<int> refused) {
+  if (pair >= send_rings_.size()) return NetBackend::send_batch(pair, frames, refused);
+  auto taken = send_rings_[pair]->send(queues_[pair].get(), frames, refused);
+  if (!taken) return fail("tap {}: queue {}: {}", name_, pair, taken.error().what());
+  return taken;
 }
 
 Result<> Tap::set_offloads(unsigned offloads) {

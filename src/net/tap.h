@@ -26,6 +26,7 @@
 
 #include "base/fd.h"
 #include "net/net_backend.h"
+#include "net/tap_send_ring.h"
 
 namespace skiff::net {
 
@@ -41,6 +42,8 @@ class Tap final : public NetBackend {
 
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] int fd(uint16_t pair) const { return queues_[pair].get(); }
+  // Whether send_batch() goes through io_uring (false: frame by frame).
+  [[nodiscard]] bool sends_in_batches() const { return !send_rings_.empty(); }
 
   [[nodiscard]] uint16_t num_queue_pairs() const override {
     return static_cast<uint16_t>(queues_.size());
@@ -49,6 +52,11 @@ class Tap final : public NetBackend {
   [[nodiscard]] int rx_event_fd(uint16_t pair) const override { return fd(pair); }
   [[nodiscard]] Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override;
   [[nodiscard]] Result<bool> send(uint16_t pair, std::span<const iovec> iov) override;
+  // Through the queue's TapSendRing (one system call per batch), or frame
+  // by frame where io_uring is not available.
+  [[nodiscard]] Result<size_t> send_batch(uint16_t pair,
+                                          std::span<const std::span<const iovec>> frames,
+                                          std::span<int> refused) override;
   [[nodiscard]] Result<> set_offloads(unsigned offloads) override;
   [[nodiscard]] Result<> set_queue_pair_enabled(uint16_t pair, bool enabled) override;
 
@@ -62,6 +70,7 @@ class Tap final : public NetBackend {
   std::vector<Fd> queues_;
   bool multi_queue_;
   unsigned supported_offloads_ = 0;
+  std::vector<std::unique_ptr<TapSendRing>> send_rings_;  // one per queue, or none
 };
 
 }  // namespace skiff::net

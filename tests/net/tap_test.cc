@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -278,6 +279,86 @@ TEST_F(TapTest, FramesCrossBetweenTheTapAndThePacketSocket) {
     EXPECT_EQ(std::vector<uint8_t>(buf.begin() + kVnetHeaderBytes, buf.begin() + *r), in);
   }
   EXPECT_TRUE(found) << "the frame never came out of the tap";
+}
+
+// A packet socket on `name` that sees the test's ethertype.
+class PacketSocket {
+ public:
+  explicit PacketSocket(const char* name)
+      : fd_(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(kTestEthertype))) {
+    sockaddr_ll addr{};
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(kTestEthertype);
+    addr.sll_ifindex = static_cast<int>(::if_nametoindex(name));
+    ok_ = fd_ && addr.sll_ifindex > 0 &&
+          ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  bool ok() const { return ok_; }
+  // The next frame, or nothing after 2 s.
+  std::vector<uint8_t> next() {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) return {};
+    std::vector<uint8_t> got(2048);
+    ssize_t n = ::recv(fd_.get(), got.data(), got.size(), 0);
+    got.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return got;
+  }
+
+ private:
+  Fd fd_;
+  bool ok_ = false;
+};
+
+TEST_F(TapTest, SendBatchDeliversEveryFrameInOrder) {
+  auto tap = Tap::open("sk10", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  ASSERT_TRUE(set_up("sk10"));
+  PacketSocket ps("sk10");
+  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+  EXPECT_TRUE((*tap)->sends_in_batches()) << "no io_uring: frames go out one write at a time";
+
+  constexpr size_t kFrames = kMaxSendBatch;
+  uint8_t hdr[kVnetHeaderBytes] = {};
+  std::vector<std::vector<uint8_t>> out;
+  std::vector<std::array<iovec, 2>> iov(kFrames);
+  std::vector<std::span<const iovec>> frames;
+  for (size_t i = 0; i < kFrames; ++i) {
+    out.push_back(test_frame(100 + i, static_cast<uint8_t>(i)));
+    iov[i] = {iovec{hdr, sizeof hdr}, iovec{out[i].data(), out[i].size()}};
+    frames.emplace_back(iov[i]);
+  }
+  std::vector<int> refused(kFrames, -1);
+  auto taken = (*tap)->send_batch(0, frames, refused);
+  ASSERT_TRUE(taken) << taken.error().what();
+  EXPECT_EQ(*taken, kFrames);
+  EXPECT_EQ(refused, std::vector<int>(kFrames, 0));
+  for (size_t i = 0; i < kFrames; ++i) EXPECT_EQ(ps.next(), out[i]) << "frame " << i;
+}
+
+TEST_F(TapTest, SendBatchRefusesABadHeaderAndSendsTheFramesAfterIt) {
+  auto tap = Tap::open("sk11", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  ASSERT_TRUE(set_up("sk11"));
+  PacketSocket ps("sk11");
+  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+
+  uint8_t good[kVnetHeaderBytes] = {};
+  uint8_t bad[kVnetHeaderBytes] = {};
+  bad[1] = 0x55;  // gso_type: no such type, the tap refuses the frame
+  auto a = test_frame(100, 1), b = test_frame(200, 2), c = test_frame(300, 3);
+  iovec ia[2] = {{good, sizeof good}, {a.data(), a.size()}};
+  iovec ib[2] = {{bad, sizeof bad}, {b.data(), b.size()}};
+  iovec ic[2] = {{good, sizeof good}, {c.data(), c.size()}};
+  std::vector<std::span<const iovec>> frames{ia, ib, ic};
+  std::vector<int> refused(3, -1);
+  auto taken = (*tap)->send_batch(0, frames, refused);
+  ASSERT_TRUE(taken) << taken.error().what();
+  EXPECT_EQ(*taken, 3u);
+  EXPECT_EQ(refused[0], 0);
+  EXPECT_EQ(refused[1], EINVAL);
+  EXPECT_EQ(refused[2], 0);
+  EXPECT_EQ(ps.next(), a);
+  EXPECT_EQ(ps.next(), c);
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ struct FakeNetBackend final : net::NetBackend {
       return false;
     }
     if (fail_sends) return fail("fake send failure");
+    if (accept_before_full == 0) return false;
+    if (accept_before_full > 0) --accept_before_full;
     std::vector<uint8_t> f;
     for (const iovec& v : iov) {
       auto* p = static_cast<const uint8_t*>(v.iov_base);
@@ -46,6 +48,12 @@ struct FakeNetBackend final : net::NetBackend {
     }
     sent[pair].push_back(std::move(f));
     return true;
+  }
+  // Records each batch's size, then sends it frame by frame (the default).
+  Result<size_t> send_batch(uint16_t pair, std::span<const std::span<const iovec>> frames,
+                            std::span<int> refused) override {
+    batches.push_back(frames.size());
+    return NetBackend::send_batch(pair, frames, refused);
   }
   Result<> set_offloads(unsigned o) override {
     if (o & ~supported) return fail("unsupported offloads");
@@ -65,7 +73,9 @@ struct FakeNetBackend final : net::NetBackend {
   std::vector<std::vector<std::vector<uint8_t>>> sent;
   std::vector<bool> enabled;
   std::vector<int> event_fds;
-  int refuse_sends = 0;
+  std::vector<size_t> batches;  // frames per send_batch() call
+  int refuse_sends = 0;         // the next N sends find the backend full
+  int accept_before_full = -1;  // >= 0: full after taking this many more
   bool fail_sends = false;
 };
 

@@ -143,6 +143,52 @@ TEST_F(NetFixture, FullBackendLeavesTheChainForTheNextKick) {
   EXPECT_EQ(backend->sent[0].size(), 1u);
 }
 
+TEST_F(NetFixture, TransmitsWhatIsAvailableAsOneBatchInOrder) {
+  start(1, kAll);
+  for (uint8_t i = 0; i < 5; ++i) send(frame_bytes(60 + i, i));
+  net->process_queue(1);
+  EXPECT_EQ(backend->batches, std::vector<size_t>{5});
+  ASSERT_EQ(backend->sent[0].size(), 5u);
+  for (uint8_t i = 0; i < 5; ++i)
+    EXPECT_EQ(backend->sent[0][i].size(), net::kVnetHeaderBytes + 60 + i) << "frame " << int{i};
+  EXPECT_EQ(tx().used_idx(), 5);
+  EXPECT_EQ(net->stats(0).tx_packets, 5u);
+}
+
+TEST_F(NetFixture, BackendFullMidBatchLeavesTheRestInOrderForTheNextKick) {
+  start(1, kAll);
+  for (uint8_t i = 0; i < 5; ++i) send(frame_bytes(60 + i, i));
+  backend->accept_before_full = 2;
+  net->process_queue(1);
+  EXPECT_EQ(tx().used_idx(), 2);
+  ASSERT_EQ(backend->sent[0].size(), 2u);
+  backend->accept_before_full = -1;
+  net->process_queue(1);
+  EXPECT_EQ(tx().used_idx(), 5);
+  ASSERT_EQ(backend->sent[0].size(), 5u);
+  for (uint8_t i = 0; i < 5; ++i)
+    EXPECT_EQ(backend->sent[0][i].size(), net::kVnetHeaderBytes + 60 + i) << "frame " << int{i};
+  EXPECT_EQ(net->stats(0).tx_packets, 5u);
+}
+
+TEST_F(NetFixture, BadHeaderMidBatchIsDroppedBetweenTwoBatches) {
+  start(1, kAll);
+  send(frame_bytes(60, 1));
+  Header bad{};
+  bad.gso_type = 0x55;  // no such GSO type
+  send(frame_bytes(61, 2), bad);
+  send(frame_bytes(62, 3));
+  net->process_queue(1);
+  EXPECT_FALSE(net->needs_reset());
+  EXPECT_EQ((backend->batches), (std::vector<size_t>{1, 1}));
+  ASSERT_EQ(backend->sent[0].size(), 2u);
+  EXPECT_EQ(backend->sent[0][0].size(), net::kVnetHeaderBytes + 60);
+  EXPECT_EQ(backend->sent[0][1].size(), net::kVnetHeaderBytes + 62);
+  EXPECT_EQ(tx().used_idx(), 3);
+  EXPECT_EQ(net->stats(0).tx_dropped, 1u);
+  EXPECT_EQ(net->stats(0).tx_packets, 2u);
+}
+
 TEST_F(NetFixture, BackendErrorsAreCountedNotFatal) {
   start(1, kAll);
   backend->fail_sends = true;

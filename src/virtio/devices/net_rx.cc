@@ -92,8 +92,8 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
     (void)copy_to_buffers(first, 0, hdr_bytes);
     for (size_t i = 0; i < count; ++i)
       SKIFF_TRY_VOID(queue.add_used(s.chains[i].head(), static_cast<uint32_t>(s.lens[i])));
-    st.rx_packets.fetch_add(1, std::memory_order_relaxed);
-    st.rx_bytes.fetch_add(n - net::kVnetHeaderBytes, std::memory_order_relaxed);
+    bump_counter(st.rx_packets);
+    bump_counter(st.rx_bytes, n - net::kVnetHeaderBytes);
     if (++unsignalled == kSignalEvery) {
       signal_used(index);
       unsignalled = 0;
@@ -165,7 +165,7 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
       unpop(queue, popped);
       if (!got) {
         // The host side failed, not the driver: count it, keep the device.
-        st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+        bump_counter(st.rx_dropped);
         LOG_DEBUG("virtio net: {}", got.error().what());
       }
       break;
@@ -175,7 +175,7 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
 
     if (n < net::kVnetHeaderBytes) {  // not a frame (a tap never does this)
       unpop(queue, popped);
-      st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+      bump_counter(st.rx_dropped);
       continue;
     }
     // The filter looks at the Ethernet header, which sits in the gathered
@@ -185,7 +185,7 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
       (void)copy_from_buffers(s.spans, net::kVnetHeaderBytes, eth);
       if (!s.filter.accepts(eth)) {
         unpop(queue, popped);
-        st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+        bump_counter(st.rx_dropped);
         continue;
       }
     }
@@ -196,7 +196,7 @@ Result<> VirtioNet::handle_rx(uint16_t pair, Queue& queue) {
       // One chain per frame and it was too small (§5.1.6.3.1 asks the driver
       // for buffers that fit), or a frame beyond any valid size: drop it.
       unpop(queue, popped);
-      st.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+      bump_counter(st.rx_dropped);
       continue;
     }
     if (!pass(n)) {
