@@ -244,9 +244,9 @@ uint64_t direct_tx_batched(int fd, const Frame& f, double secs) {
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     for (size_t i = 0; i < kBuffers; i += net::kMaxSendBatch) {
-      auto taken = (*ring)->send(fd, std::span(frames).subspan(i, net::kMaxSendBatch), refused);
-      if (!taken) return n;
-      for (size_t j = 0; j < *taken; ++j) n += refused[j] == 0;
+      size_t taken = (*ring)->send(fd, std::span(frames).subspan(i, net::kMaxSendBatch), refused);
+      if ((*ring)->broken()) return n;
+      for (size_t j = 0; j < taken; ++j) n += refused[j] == 0;
     }
   }
   return n;

@@ -151,10 +151,17 @@ Result<bool> Tap::send(uint16_t pair, std::span<const iovec> iov) {
 
 Result<size_t> Tap::send_batch(uint16_t pair, std::span<const std::span<const iovec>> frames,
                                std::span<int> refused) {
-  if (pair >= send_rings_.size()) return NetBackend::send_batch(pair, frames, refused);
-  auto taken = send_rings_[pair]->send(queues_[pair].get(), frames, refused);
-  if (!taken) return fail("tap {}: queue {}: {}", name_, pair, taken.error().what());
-  return taken;
+  if (pair >= send_rings_.size() || send_rings_[pair]->broken())
+    return NetBackend::send_batch(pair, frames, refused);
+  TapSendRing& ring = *send_rings_[pair];
+  size_t taken = ring.send(queues_[pair].get(), frames, refused);
+  if (!ring.broken() || taken == frames.size()) return taken;
+  // Said once: the queue sends frame by frame from now on.
+  LOG_WARN("tap {}: queue {}: {}; sending frame by frame from now on", name_, pair,
+           ring.broken_why());
+  auto rest = NetBackend::send_batch(pair, frames.subspan(taken), refused.subspan(taken));
+  if (!rest) return rest;
+  return taken + *rest;
 }
 
 Result<> Tap::set_offloads(unsigned offloads) {

@@ -43,7 +43,11 @@ class Tap final : public NetBackend {
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] int fd(uint16_t pair) const { return queues_[pair].get(); }
   // Whether send_batch() goes through io_uring (false: frame by frame).
-  [[nodiscard]] bool sends_in_batches() const { return !send_rings_.empty(); }
+  [[nodiscard]] bool sends_in_batches() const {
+    for (const auto& r : send_rings_)
+      if (r->broken()) return false;
+    return !send_rings_.empty();
+  }
 
   [[nodiscard]] uint16_t num_queue_pairs() const override {
     return static_cast<uint16_t>(queues_.size());

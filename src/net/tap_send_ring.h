@@ -16,6 +16,15 @@
 // frame would have. It returns only once every write it submitted has
 // completed: the caller's buffers are free again.
 //
+// If the ring itself fails (the kernel takes fewer writes than were
+// queued, or waiting for a completion fails other than by a signal), the
+// ring is broken for good: send() returns the frames whose fate it knows,
+// in order (as if the tap were full after them), and the caller sends the
+// rest another way. A broken ring is never submitted to again, so writes it
+// never took cannot go out later, nor can a late completion be mistaken for
+// a new one. (The tap's fds are non-blocking, so every write the kernel took
+// has finished inside io_uring_enter; none is left behind.)
+//
 // One ring per tap queue, used by that queue's transmit thread only.
 #pragma once
 
@@ -24,6 +33,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 
 #include "base/result.h"
 
@@ -38,18 +48,24 @@ class TapSendRing {
   TapSendRing(const TapSendRing&) = delete;
   TapSendRing& operator=(const TapSendRing&) = delete;
 
-  // NetBackend::send_batch on `fd`.
-  [[nodiscard]] Result<size_t> send(int fd, std::span<const std::span<const iovec>> frames,
-                                    std::span<int> refused);
+  // NetBackend::send_batch on `fd`: how many frames it took, in order.
+  [[nodiscard]] size_t send(int fd, std::span<const std::span<const iovec>> frames,
+                            std::span<int> refused);
+  // Whether the ring failed (see above); why, for the log.
+  [[nodiscard]] bool broken() const { return !broken_why_.empty(); }
+  [[nodiscard]] const std::string& broken_why() const { return broken_why_; }
 
  private:
   TapSendRing() = default;
-  // Submits frames[first..) and waits for all of them; results[i] gets
-  // frame i's result.
-  [[nodiscard]] Result<> run(int fd, std::span<const std::span<const iovec>> frames, size_t first,
-                             std::span<int> results);
+  // Submits frames[first..) and waits for every write the kernel took;
+  // results[i] gets frame i's result (kUnknown where there is none, after
+  // the ring broke).
+  void run(int fd, std::span<const std::span<const iovec>> frames, size_t first,
+           std::span<int> results);
+  static constexpr int kUnknown = 1 << 30;
 
   io_uring ring_{};
+  std::string broken_why_;
 };
 
 }  // namespace skiff::net

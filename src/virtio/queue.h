@@ -100,6 +100,14 @@ class DescriptorChain {
   }
   [[nodiscard]] uint64_t readable_bytes() const { return readable_bytes_; }
   [[nodiscard]] uint64_t writable_bytes() const { return writable_bytes_; }
+  // Frees the buffer list if a long chain grew it past `max` entries, so a
+  // device that keeps many chains does not keep what a driver's longest
+  // chains once needed (up to 64 Ki entries each, an indirect table's).
+  void trim(size_t max) {
+    if (buffers_.capacity() <= max) return;
+    buffers_.clear();
+    buffers_.shrink_to_fit();
+  }
 
  private:
   friend class Queue;

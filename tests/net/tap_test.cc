@@ -361,5 +361,25 @@ TEST_F(TapTest, SendBatchRefusesABadHeaderAndSendsTheFramesAfterIt) {
   EXPECT_EQ(ps.next(), c);
 }
 
+TEST_F(TapTest, SendBatchOnADownInterfaceRefusesEveryFrameAndTakesThemAll) {
+  // A tap whose interface is down refuses each write with EIO: every frame
+  // is refused in turn, each refusal cancelling the linked writes after it,
+  // which are submitted again.
+  auto tap = Tap::open("sk12", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  uint8_t hdr[kVnetHeaderBytes] = {};
+  auto a = test_frame(100, 1), b = test_frame(200, 2), c = test_frame(300, 3);
+  iovec ia[2] = {{hdr, sizeof hdr}, {a.data(), a.size()}};
+  iovec ib[2] = {{hdr, sizeof hdr}, {b.data(), b.size()}};
+  iovec ic[2] = {{hdr, sizeof hdr}, {c.data(), c.size()}};
+  std::vector<std::span<const iovec>> frames{ia, ib, ic};
+  std::vector<int> refused(3, -1);
+  auto taken = (*tap)->send_batch(0, frames, refused);
+  ASSERT_TRUE(taken) << taken.error().what();
+  EXPECT_EQ(*taken, 3u);
+  EXPECT_EQ(refused, (std::vector<int>{EIO, EIO, EIO}));
+  EXPECT_TRUE((*tap)->sends_in_batches()) << "a refused frame must not break the ring";
+}
+
 }  // namespace
 }  // namespace skiff::net

@@ -261,7 +261,8 @@ void VirtioNet::gather_tx_frame(TxState& t, size_t n) {
     // by side: the kernel's single-buffer write costs less than importing
     // and walking a two-piece iovec, by more than the copy does.
     std::vector<uint8_t>& linear = t.linear[n];
-    linear.resize(net::kVnetHeaderBytes + kTxCopyMaxBytes);
+    if (linear.size() < net::kVnetHeaderBytes + kTxCopyMaxBytes)
+      linear.resize(net::kVnetHeaderBytes + kTxCopyMaxBytes);
     std::memcpy(linear.data(), &t.hdrs[n], sizeof t.hdrs[n]);
     size_t copied = copy_from_buffers(
         bufs, net::kVnetHeaderBytes,
@@ -278,7 +279,7 @@ void VirtioNet::gather_tx_frame(TxState& t, size_t n) {
   if (!fits) {
     // More pieces than writev takes (a long indirect chain): one copy.
     std::vector<uint8_t>& linear = t.linear[n];
-    linear.resize(net::kMaxFrameBytes);
+    if (linear.size() < net::kMaxFrameBytes) linear.resize(net::kMaxFrameBytes);
     size_t copied = copy_from_buffers(bufs, net::kVnetHeaderBytes,
                                       std::span(linear).first(static_cast<size_t>(frame_len)));
     t.iov.resize(start + 1);
@@ -303,7 +304,7 @@ Result<bool> VirtioNet::send_tx_batch(uint16_t pair, Queue& queue, size_t n) {
   if (!taken) {
     // The backend itself failed (not one frame): the batch is lost, as a
     // refused frame is; the guest gets its buffers back.
-    LOG_WARN("virtio net: pair {}: {}", pair, taken.error().what());
+    LOG_DEBUG("virtio net: pair {}: {}", pair, taken.error().what());
     for (size_t i = 0; i < n; ++i) t.refused[i] = EIO;
     taken = n;
   }
@@ -317,6 +318,16 @@ Result<bool> VirtioNet::send_tx_batch(uint16_t pair, Queue& queue, size_t n) {
       bump_counter(st.tx_bytes, t.frame_len[i]);
     }
     SKIFF_TRY_VOID(queue.add_used(t.chains[i].head(), 0));
+  }
+  // What a batch keeps between calls stays small whatever the driver sent:
+  // long chains' buffer lists and the copies of frames in more than kMaxIov
+  // pieces are freed again.
+  for (size_t i = 0; i < n; ++i) {
+    t.chains[i].trim(net::kMaxIov);
+    if (t.linear[i].size() > net::kVnetHeaderBytes + kTxCopyMaxBytes) {
+      t.linear[i].clear();
+      t.linear[i].shrink_to_fit();
+    }
   }
   if (*taken == n) return true;
   // The backend is full: the rest stay available; the next notification
