@@ -15,6 +15,9 @@
 //   tx: write(header + frame) in a loop, and (a second reference) the same
 //       frames 64 at a time through a TapSendRing;
 //   rx: read() in a loop while the same generator runs.
+// rx is measured a second time without the generator competing for the
+// CPU: the tap's queue is filled with 20000 frames first, then only the
+// reader's draining of it is timed.
 // Everything happens in a private network namespace (unshare(CLONE_NEWNET));
 // frames go nowhere (the kernel drops them after the tap).
 //
@@ -337,6 +340,76 @@ uint64_t direct_rx(int fd, double secs) {
   return n;
 }
 
+// --- rx from a full queue: the reader's own speed
+
+// Sends `n` copies of a frame into the tap interface from the calling
+// thread; returns how many the kernel took.
+uint64_t fill(const Frame& f, uint64_t n) {
+  int sock = ::socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+  if (sock < 0) return 0;
+  sockaddr_ll a{};
+  a.sll_family = AF_PACKET;
+  a.sll_ifindex = static_cast<int>(if_nametoindex(kTap));
+  a.sll_protocol = htons(ETH_P_ALL);
+  uint64_t sent = 0;
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+    for (uint64_t i = 0; i < n; ++i)
+      if (::send(sock, f.bytes.data(), f.bytes.size(), 0) > 0) ++sent;
+  ::close(sock);
+  return sent;
+}
+
+// Receives what the tap holds through the device; adds the frames and the
+// seconds it took.
+void device_rx_drain(DevicePath& d, int tap_fd, uint64_t& frames, double& secs) {
+  testing::FakeDriver& rx = *d.drivers[0];
+  std::vector<uint64_t>& bufs = d.rx_bufs;  // posted by device_rx, kept full
+  std::vector<testing::Buf> chain{{0, sizeof(netwire::Header) + 1514, true}};
+  uint16_t used = rx.used_idx();
+  uint64_t before = d.net->stats(0).rx_packets.load();
+  auto t0 = Clock::now();
+  for (;;) {
+    d.net->process_queue(0);
+    uint16_t now = rx.used_idx();
+    if (now == used) {
+      pollfd p{tap_fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) != 1) break;  // empty
+    }
+    for (uint16_t i = used; i != now; ++i) {
+      chain[0].gpa = bufs[d.rx_next];
+      rx.add_chain(chain);
+      d.rx_next = (d.rx_next + 1) % bufs.size();
+    }
+    used = now;
+  }
+  secs += seconds_since(t0);
+  frames += d.net->stats(0).rx_packets.load() - before;
+}
+
+void direct_rx_drain(int fd, uint64_t& frames, double& secs) {
+  constexpr size_t kBuf = sizeof(netwire::Header) + 1514;
+  std::vector<uint8_t> bufs(kQueueSize * kBuf);
+  size_t next = 0;
+  auto t0 = Clock::now();
+  while (::read(fd, &bufs[next * kBuf], kBuf) > 0) {
+    ++frames;
+    next = (next + 1) % kQueueSize;
+  }
+  secs += seconds_since(t0);
+}
+
+// The tap keeps up to txqueuelen frames for its reader (tun's ring).
+bool set_tx_queue_len(int len) {
+  int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+  if (s < 0) return false;
+  ifreq r{};
+  std::strncpy(r.ifr_name, kTap, IFNAMSIZ - 1);
+  r.ifr_qlen = len;
+  bool ok = ::ioctl(s, SIOCSIFTXQLEN, &r) == 0;
+  ::close(s);
+  return ok;
+}
+
 void drain(int fd) {
   std::vector<uint8_t> buf(70000);
   while (::read(fd, buf.data(), buf.size()) > 0) {
@@ -437,6 +510,30 @@ int main(int argc, char** argv) {
     std::string note =
         " (generator sent " + std::to_string(sent_a) + " / " + std::to_string(sent_b) + ")";
     print_row("rx", s.name, rate(a, s.len, secs), rate(b, s.len, secs), note.c_str());
+  }
+  // rx again from a queue filled beforehand, the reader alone on the CPU:
+  // what each reader can take, where the rows above take what the
+  // generator, sharing the two cores, manages to send.
+  constexpr int kQueued = 20000;
+  if (!set_tx_queue_len(kQueued)) {
+    std::printf("rx drain: cannot set the tap's txqueuelen: %s\n", std::strerror(errno));
+  } else {
+    for (const Size& s : sizes) {
+      if (s.tso) continue;
+      Frame f = make_frame(s.len, false);
+      uint64_t a = 0, b = 0;
+      double ta = 0, tb = 0;
+      drain(fd);
+      while (ta < secs || tb < secs) {  // alternating fills and drains
+        fill(f, kQueued);
+        device_rx_drain(dev, fd, a, ta);
+        fill(f, kQueued);
+        direct_rx_drain(fd, b, tb);
+      }
+      char note[96];
+      std::snprintf(note, sizeof note, " (drained %d queued frames at a time)", kQueued);
+      print_row("rx", s.name, rate(a, s.len, ta), rate(b, s.len, tb), note);
+    }
   }
   if (dev.net->needs_reset()) {
     std::printf("FAIL: the device needs a reset\n");
