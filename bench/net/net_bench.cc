@@ -128,6 +128,7 @@ struct DevicePath {
   std::vector<uint64_t> tx_hdrs, tx_frames;  // transmit buffers (largest frame)
   std::vector<uint64_t> rx_bufs;             // posted receive buffers
   size_t rx_next = 0;                        // the next one to give back
+  std::vector<testing::Buf> rx_chain{{0, sizeof(netwire::Header) + 1514, true}};
 
   bool start(std::unique_ptr<net::Tap> tap) {
     NetOptions o;
@@ -156,6 +157,17 @@ struct DevicePath {
     return net->activated();
   }
   bool has_tso() const { return net->negotiated(netwire::kFHostTso4); }
+  // Posts the receive buffers the device used between used-ring indices
+  // `from` and `to` again, as a driver would (one chain description reused:
+  // no allocation per buffer).
+  void repost_rx(uint16_t from, uint16_t to) {
+    testing::FakeDriver& rx = *drivers[0];
+    for (uint16_t i = from; i != to; ++i) {
+      rx_chain[0].gpa = rx_bufs[rx_next];
+      rx.add_chain(rx_chain);
+      rx_next = (rx_next + 1) % rx_bufs.size();
+    }
+  }
 };
 
 // --- tx
@@ -302,20 +314,14 @@ uint64_t device_rx(DevicePath& d, int tap_fd, double secs) {
     }
   }
   uint16_t used = rx.used_idx();
-  size_t& next = d.rx_next;
   uint64_t before = d.net->stats(0).rx_packets.load();
-  std::vector<testing::Buf> chain{{0, kBuf, true}};  // reused: no allocation per buffer
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     pollfd p{tap_fd, POLLIN, 0};
     ::poll(&p, 1, 10);
     d.net->process_queue(0);
     uint16_t now = rx.used_idx();
-    for (uint16_t i = used; i != now; ++i) {  // the buffers back, as a driver would
-      chain[0].gpa = bufs[next];
-      rx.add_chain(chain);
-      next = (next + 1) % bufs.size();
-    }
+    d.repost_rx(used, now);
     used = now;
   }
   return d.net->stats(0).rx_packets.load() - before;
@@ -363,8 +369,7 @@ uint64_t fill(const Frame& f, uint64_t n) {
 // seconds it took.
 void device_rx_drain(DevicePath& d, int tap_fd, uint64_t& frames, double& secs) {
   testing::FakeDriver& rx = *d.drivers[0];
-  std::vector<uint64_t>& bufs = d.rx_bufs;  // posted by device_rx, kept full
-  std::vector<testing::Buf> chain{{0, sizeof(netwire::Header) + 1514, true}};
+  // The buffers device_rx posted, kept full.
   uint16_t used = rx.used_idx();
   uint64_t before = d.net->stats(0).rx_packets.load();
   auto t0 = Clock::now();
@@ -375,11 +380,7 @@ void device_rx_drain(DevicePath& d, int tap_fd, uint64_t& frames, double& secs) 
       pollfd p{tap_fd, POLLIN, 0};
       if (::poll(&p, 1, 0) != 1) break;  // empty
     }
-    for (uint16_t i = used; i != now; ++i) {
-      chain[0].gpa = bufs[d.rx_next];
-      rx.add_chain(chain);
-      d.rx_next = (d.rx_next + 1) % bufs.size();
-    }
+    d.repost_rx(used, now);
     used = now;
   }
   secs += seconds_since(t0);

@@ -22,6 +22,7 @@
 
 #include <array>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -309,6 +310,29 @@ class PacketSocket {
   bool ok_ = false;
 };
 
+// Frames for send_batch(): each a header (12 bytes the test owns) and a
+// frame, kept alive with the iovecs over them.
+class FrameBatch {
+ public:
+  void add(const uint8_t* hdr, std::vector<uint8_t> frame) {
+    frames_.push_back(std::move(frame));
+    iov_.push_back({iovec{const_cast<uint8_t*>(hdr), kVnetHeaderBytes},
+                    iovec{frames_.back().data(), frames_.back().size()}});
+  }
+  const std::vector<uint8_t>& frame(size_t i) const { return frames_[i]; }
+  // Sends them all on queue 0; refused gets one entry per frame.
+  Result<size_t> send(Tap& tap) {
+    std::vector<std::span<const iovec>> spans(iov_.begin(), iov_.end());
+    refused.assign(frames_.size(), -1);
+    return tap.send_batch(0, spans, refused);
+  }
+  std::vector<int> refused;
+
+ private:
+  std::deque<std::vector<uint8_t>> frames_;  // stable addresses
+  std::vector<std::array<iovec, 2>> iov_;
+};
+
 TEST_F(TapTest, SendBatchDeliversEveryFrameInOrder) {
   auto tap = Tap::open("sk10", 1);
   ASSERT_TRUE(tap) << tap.error().what();
@@ -319,20 +343,13 @@ TEST_F(TapTest, SendBatchDeliversEveryFrameInOrder) {
 
   constexpr size_t kFrames = kMaxSendBatch;
   uint8_t hdr[kVnetHeaderBytes] = {};
-  std::vector<std::vector<uint8_t>> out;
-  std::vector<std::array<iovec, 2>> iov(kFrames);
-  std::vector<std::span<const iovec>> frames;
-  for (size_t i = 0; i < kFrames; ++i) {
-    out.push_back(test_frame(100 + i, static_cast<uint8_t>(i)));
-    iov[i] = {iovec{hdr, sizeof hdr}, iovec{out[i].data(), out[i].size()}};
-    frames.emplace_back(iov[i]);
-  }
-  std::vector<int> refused(kFrames, -1);
-  auto taken = (*tap)->send_batch(0, frames, refused);
+  FrameBatch batch;
+  for (size_t i = 0; i < kFrames; ++i) batch.add(hdr, test_frame(100 + i, static_cast<uint8_t>(i)));
+  auto taken = batch.send(**tap);
   ASSERT_TRUE(taken) << taken.error().what();
   EXPECT_EQ(*taken, kFrames);
-  EXPECT_EQ(refused, std::vector<int>(kFrames, 0));
-  for (size_t i = 0; i < kFrames; ++i) EXPECT_EQ(ps.next(), out[i]) << "frame " << i;
+  EXPECT_EQ(batch.refused, std::vector<int>(kFrames, 0));
+  for (size_t i = 0; i < kFrames; ++i) EXPECT_EQ(ps.next(), batch.frame(i)) << "frame " << i;
 }
 
 TEST_F(TapTest, SendBatchRefusesABadHeaderAndSendsTheFramesAfterIt) {
@@ -345,20 +362,16 @@ TEST_F(TapTest, SendBatchRefusesABadHeaderAndSendsTheFramesAfterIt) {
   uint8_t good[kVnetHeaderBytes] = {};
   uint8_t bad[kVnetHeaderBytes] = {};
   bad[1] = 0x55;  // gso_type: no such type, the tap refuses the frame
-  auto a = test_frame(100, 1), b = test_frame(200, 2), c = test_frame(300, 3);
-  iovec ia[2] = {{good, sizeof good}, {a.data(), a.size()}};
-  iovec ib[2] = {{bad, sizeof bad}, {b.data(), b.size()}};
-  iovec ic[2] = {{good, sizeof good}, {c.data(), c.size()}};
-  std::vector<std::span<const iovec>> frames{ia, ib, ic};
-  std::vector<int> refused(3, -1);
-  auto taken = (*tap)->send_batch(0, frames, refused);
+  FrameBatch batch;
+  batch.add(good, test_frame(100, 1));
+  batch.add(bad, test_frame(200, 2));
+  batch.add(good, test_frame(300, 3));
+  auto taken = batch.send(**tap);
   ASSERT_TRUE(taken) << taken.error().what();
   EXPECT_EQ(*taken, 3u);
-  EXPECT_EQ(refused[0], 0);
-  EXPECT_EQ(refused[1], EINVAL);
-  EXPECT_EQ(refused[2], 0);
-  EXPECT_EQ(ps.next(), a);
-  EXPECT_EQ(ps.next(), c);
+  EXPECT_EQ(batch.refused, (std::vector<int>{0, EINVAL, 0}));
+  EXPECT_EQ(ps.next(), batch.frame(0));
+  EXPECT_EQ(ps.next(), batch.frame(2));
 }
 
 TEST_F(TapTest, SendBatchOnADownInterfaceRefusesEveryFrameAndTakesThemAll) {
@@ -368,16 +381,12 @@ TEST_F(TapTest, SendBatchOnADownInterfaceRefusesEveryFrameAndTakesThemAll) {
   auto tap = Tap::open("sk12", 1);
   ASSERT_TRUE(tap) << tap.error().what();
   uint8_t hdr[kVnetHeaderBytes] = {};
-  auto a = test_frame(100, 1), b = test_frame(200, 2), c = test_frame(300, 3);
-  iovec ia[2] = {{hdr, sizeof hdr}, {a.data(), a.size()}};
-  iovec ib[2] = {{hdr, sizeof hdr}, {b.data(), b.size()}};
-  iovec ic[2] = {{hdr, sizeof hdr}, {c.data(), c.size()}};
-  std::vector<std::span<const iovec>> frames{ia, ib, ic};
-  std::vector<int> refused(3, -1);
-  auto taken = (*tap)->send_batch(0, frames, refused);
+  FrameBatch batch;
+  for (uint8_t i = 1; i <= 3; ++i) batch.add(hdr, test_frame(100u * i, i));
+  auto taken = batch.send(**tap);
   ASSERT_TRUE(taken) << taken.error().what();
   EXPECT_EQ(*taken, 3u);
-  EXPECT_EQ(refused, (std::vector<int>{EIO, EIO, EIO}));
+  EXPECT_EQ(batch.refused, (std::vector<int>{EIO, EIO, EIO}));
   EXPECT_TRUE((*tap)->sends_in_batches()) << "a refused frame must not break the ring";
 }
 
