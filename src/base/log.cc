@@ -1,7 +1,9 @@
 #include "base/log.h"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <time.h>
 
@@ -15,7 +17,46 @@ std::chrono::nanoseconds process_start_time() {
   static const auto start = std::chrono::steady_clock::now().time_since_epoch();
   return std::chrono::duration_cast<std::chrono::nanoseconds>(start);
 }
+spdlog::level::level_enum to_spdlog(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace:
+      return spdlog::level::trace;
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
+    case LogLevel::kOff:
+      break;
+  }
+  return spdlog::level::off;
+}
 }  // namespace
+
+bool log_enabled(LogLevel level) {
+  return spdlog::default_logger_raw()->should_log(to_spdlog(level));
+}
+
+void set_log_level(LogLevel level) {
+  spdlog::set_level(to_spdlog(level));
+}
+
+void log_vformat(LogLevel level, fmt::string_view format, fmt::format_args args) {
+  fmt::memory_buffer text;
+  try {
+    fmt::vformat_to(fmt::appender(text), format, args);
+  } catch (const std::exception& e) {
+    // The format was checked at compile time; only running out of memory
+    // gets here. Say what was being logged rather than nothing.
+    text.clear();
+    fmt::format_to(fmt::appender(text), "(cannot format \"{}\": {})", format, e.what());
+  }
+  spdlog::default_logger_raw()->log(to_spdlog(level),
+                                    spdlog::string_view_t(text.data(), text.size()));
+}
 
 std::chrono::nanoseconds since_process_start() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

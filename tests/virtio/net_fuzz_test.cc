@@ -226,8 +226,8 @@ std::vector<uint8_t> mutate(std::vector<uint8_t> v, const std::vector<std::vecto
 
 // Hostile inputs make the device log one line each; keep the output readable.
 struct QuietLog {
-  QuietLog() { spdlog::set_level(spdlog::level::off); }
-  ~QuietLog() { spdlog::set_level(spdlog::level::info); }
+  QuietLog() { set_log_level(LogLevel::kOff); }
+  ~QuietLog() { set_log_level(LogLevel::kInfo); }
 };
 
 // SKIFF_NET_FUZZ_REPLAY=<hex input> (with SKIFF_NET_FUZZ_TRACE=1): replays
