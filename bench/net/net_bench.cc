@@ -13,11 +13,12 @@
 //       AF_PACKET socket; the device reads them into posted buffers.
 // Direct path, same tap fd, same frames:
 //   tx: write(header + frame) in a loop, and (a second reference) the same
-//       frames 64 at a time through a TapSendRing;
+//       frames 64 at a time through a TapRing;
 //   rx: read() in a loop while the same generator runs.
 // rx is measured a second time without the generator competing for the
 // CPU: the tap's queue is filled with 20000 frames first, then only the
-// reader's draining of it is timed.
+// reader's draining of it is timed (the direct reader: read() in a loop,
+// and a second reference reading 32 frames at a time through a TapRing).
 // Everything happens in a private network namespace (unshare(CLONE_NEWNET));
 // frames go nowhere (the kernel drops them after the tap).
 //
@@ -35,6 +36,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -45,7 +47,7 @@
 #include <vector>
 
 #include "net/tap.h"
-#include "net/tap_send_ring.h"
+#include "net/tap_ring.h"
 #include "virtio/devices/net.h"
 #include "virtio/devices/net_wire.h"
 #include "virtio/fake_driver.h"
@@ -238,7 +240,7 @@ uint64_t direct_tx(int fd, const Frame& f, double secs) {
 }
 
 // The same frames from the same buffers, kMaxSendBatch at a time through a
-// TapSendRing: the kernel interface the device's tap backend uses, so the
+// TapRing: the kernel interface the device's tap backend uses, so the
 // ratio against it is the device's own overhead.
 uint64_t direct_tx_batched(int fd, const Frame& f, double secs) {
   constexpr size_t kBuffers = kQueueSize / 2;
@@ -252,7 +254,7 @@ uint64_t direct_tx_batched(int fd, const Frame& f, double secs) {
     iov[i] = {&bufs[i * len], len};
     frames.emplace_back(&iov[i], 1);
   }
-  auto ring = net::TapSendRing::create();
+  auto ring = net::TapRing::create();
   if (!ring) return 0;
   std::vector<int> refused(net::kMaxSendBatch);
   uint64_t n = 0;
@@ -399,6 +401,26 @@ void direct_rx_drain(int fd, uint64_t& frames, double& secs) {
   secs += seconds_since(t0);
 }
 
+// The same, kMaxRecvBatch frames at a time through a TapRing: the kernel
+// interface the device's tap backend reads with, so the ratio against it is
+// the device's own overhead (its copy into the guest's buffers included).
+void direct_rx_drain_batched(int fd, net::TapRing& ring, uint64_t& frames, double& secs) {
+  constexpr size_t kBuf = sizeof(netwire::Header) + net::kMaxFrameBytes;
+  std::vector<uint8_t> bufs(net::kMaxRecvBatch * kBuf);
+  std::array<std::span<uint8_t>, net::kMaxRecvBatch> slots;
+  for (size_t i = 0; i < slots.size(); ++i) slots[i] = std::span(&bufs[i * kBuf], kBuf);
+  std::array<int, net::kMaxRecvBatch> sizes{};
+  auto t0 = Clock::now();
+  for (;;) {
+    size_t tried = ring.receive(fd, slots, sizes);
+    size_t got = 0;
+    for (size_t i = 0; i < tried; ++i) got += sizes[i] > 0;
+    frames += got;
+    if (got == 0) break;
+  }
+  secs += seconds_since(t0);
+}
+
 // The tap keeps up to txqueuelen frames for its reader (tun's ring).
 bool set_tx_queue_len(int len) {
   int s = ::socket(AF_INET, SOCK_DGRAM, 0);
@@ -519,21 +541,29 @@ int main(int argc, char** argv) {
   if (!set_tx_queue_len(kQueued)) {
     std::printf("rx drain: cannot set the tap's txqueuelen: %s\n", std::strerror(errno));
   } else {
+    auto ring = net::TapRing::create();
     for (const Size& s : sizes) {
       if (s.tso) continue;
       Frame f = make_frame(s.len, false);
-      uint64_t a = 0, b = 0;
-      double ta = 0, tb = 0;
+      uint64_t a = 0, b = 0, c = 0;
+      double ta = 0, tb = 0, tc = 0;
       drain(fd);
-      while (ta < secs || tb < secs) {  // alternating fills and drains
+      while (ta < secs || tb < secs || (ring && tc < secs)) {  // alternating fills and drains
         fill(f, kQueued);
         device_rx_drain(dev, fd, a, ta);
         fill(f, kQueued);
         direct_rx_drain(fd, b, tb);
+        if (ring) {
+          fill(f, kQueued);
+          direct_rx_drain_batched(fd, **ring, c, tc);
+        }
       }
       char note[96];
       std::snprintf(note, sizeof note, " (drained %d queued frames at a time)", kQueued);
       print_row("rx", s.name, rate(a, s.len, ta), rate(b, s.len, tb), note);
+      if (ring)
+        print_row("rx", s.name, rate(a, s.len, ta), rate(c, s.len, tc),
+                  " (drained; direct: io_uring batches)");
     }
   }
   if (dev.net->needs_reset()) {

@@ -38,6 +38,9 @@ inline constexpr size_t kMaxIov = 1024;
 // Most frames one send_batch() takes.
 inline constexpr size_t kMaxSendBatch = 64;
 
+// Most frames one receive_batch() takes.
+inline constexpr size_t kMaxRecvBatch = 32;
+
 // Offloads a backend may deliver in received frames (what the guest accepts:
 // VIRTIO_NET_F_GUEST_*). Same values as the kernel's TUN_F_* flags.
 enum NetOffload : unsigned {
@@ -69,6 +72,31 @@ class NetBackend {
   // frame is before it is read): callers that must not lose data end the
   // iov with a kVnetHeaderBytes + kMaxFrameBytes spill buffer. Never blocks.
   [[nodiscard]] virtual Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) = 0;
+
+  // Receives up to bufs.size() (<= kMaxRecvBatch) frames of `pair`, frame i
+  // into bufs[i] (one buffer each; a longer frame is cut short, as in
+  // receive()). sizes[i]: the bytes placed, header included; 0 where no
+  // frame came; -errno for a frame lost to a host error. Frames fill the
+  // buffers in the order the backend queued them, but an empty buffer may
+  // come before a full one (a frame arrived meanwhile). Returns how many
+  // buffers it tried, a prefix of bufs; the backend was empty when the
+  // last one tried got 0. Never blocks. The default receives one by one,
+  // stopping at the first 0; the tap hands the whole batch to the kernel.
+  [[nodiscard]] virtual Result<size_t> receive_batch(uint16_t pair,
+                                                     std::span<const std::span<uint8_t>> bufs,
+                                                     std::span<int> sizes) {
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      const iovec one{bufs[i].data(), bufs[i].size()};
+      auto got = receive(pair, std::span(&one, 1));
+      if (!got) {
+        sizes[i] = -(got.error().errnum != 0 ? got.error().errnum : EIO);
+        continue;
+      }
+      sizes[i] = static_cast<int>(*got);
+      if (*got == 0) return i + 1;
+    }
+    return bufs.size();
+  }
 
   // Sends one frame (header first, at most kMaxIov entries) on `pair`. False: the backend cannot
   // take it now (try again later); nothing was sent. An Error means the frame was refused or lost

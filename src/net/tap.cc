@@ -108,13 +108,17 @@ Result<> Tap::prepare() {
       return fail_errno("tap {}: setting the vnet header size to {}", name_, hdr);
   }
   for (size_t i = 0; i < queues_.size(); ++i) {
-    auto ring = TapSendRing::create();
-    if (!ring) {
-      LOG_INFO("tap {}: sending frame by frame: {}", name_, ring.error().what());
+    auto send = TapRing::create();
+    auto recv = TapRing::create();
+    if (!send || !recv) {
+      LOG_INFO("tap {}: sending and receiving frame by frame: {}", name_,
+               (!send ? send : recv).error().what());
       send_rings_.clear();
+      recv_rings_.clear();
       break;
     }
-    send_rings_.push_back(std::move(*ring));
+    send_rings_.push_back(std::move(*send));
+    recv_rings_.push_back(std::move(*recv));
   }
   // Probe: the full set, then without UFO (kernels between its removal in
   // 4.14 and its return refuse it with EINVAL), then checksum only.
@@ -139,6 +143,19 @@ Result<size_t> Tap::receive(uint16_t pair, std::span<const iovec> iov) {
   }
 }
 
+Result<size_t> Tap::receive_batch(uint16_t pair, std::span<const std::span<uint8_t>> bufs,
+                                  std::span<int> sizes) {
+  if (pair >= recv_rings_.size() || recv_rings_[pair]->broken())
+    return NetBackend::receive_batch(pair, bufs, sizes);
+  TapRing& ring = *recv_rings_[pair];
+  size_t tried = ring.receive(queues_[pair].get(), bufs, sizes);
+  if (!ring.broken()) return tried;
+  LOG_WARN("tap {}: queue {}: {}; receiving frame by frame from now on", name_, pair,
+           ring.broken_why());
+  if (tried > 0) return tried;
+  return NetBackend::receive_batch(pair, bufs, sizes);
+}
+
 Result<bool> Tap::send(uint16_t pair, std::span<const iovec> iov) {
   for (;;) {
     ssize_t n = ::writev(queues_[pair].get(), iov.data(), static_cast<int>(iov.size()));
@@ -153,7 +170,7 @@ Result<size_t> Tap::send_batch(uint16_t pair, std::span<const std::span<const io
                                std::span<int> refused) {
   if (pair >= send_rings_.size() || send_rings_[pair]->broken())
     return NetBackend::send_batch(pair, frames, refused);
-  TapSendRing& ring = *send_rings_[pair];
+  TapRing& ring = *send_rings_[pair];
   size_t taken = ring.send(queues_[pair].get(), frames, refused);
   if (!ring.broken() || taken == frames.size()) return taken;
   // Said once: the queue sends frame by frame from now on.

@@ -26,7 +26,7 @@
 
 #include "base/fd.h"
 #include "net/net_backend.h"
-#include "net/tap_send_ring.h"
+#include "net/tap_ring.h"
 
 namespace skiff::net {
 
@@ -42,12 +42,10 @@ class Tap final : public NetBackend {
 
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] int fd(uint16_t pair) const { return queues_[pair].get(); }
-  // Whether send_batch() goes through io_uring (false: frame by frame).
-  [[nodiscard]] bool sends_in_batches() const {
-    for (const auto& r : send_rings_)
-      if (r->broken()) return false;
-    return !send_rings_.empty();
-  }
+  // Whether send_batch() / receive_batch() go through io_uring on every
+  // queue (false: frame by frame).
+  [[nodiscard]] bool sends_in_batches() const { return all_working(send_rings_); }
+  [[nodiscard]] bool receives_in_batches() const { return all_working(recv_rings_); }
 
   [[nodiscard]] uint16_t num_queue_pairs() const override {
     return static_cast<uint16_t>(queues_.size());
@@ -55,8 +53,13 @@ class Tap final : public NetBackend {
   [[nodiscard]] unsigned supported_offloads() const override { return supported_offloads_; }
   [[nodiscard]] int rx_event_fd(uint16_t pair) const override { return fd(pair); }
   [[nodiscard]] Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override;
+  // Through the queue's receiving TapRing (one system call per batch), or
+  // frame by frame where io_uring is not available.
+  [[nodiscard]] Result<size_t> receive_batch(uint16_t pair,
+                                             std::span<const std::span<uint8_t>> bufs,
+                                             std::span<int> sizes) override;
   [[nodiscard]] Result<bool> send(uint16_t pair, std::span<const iovec> iov) override;
-  // Through the queue's TapSendRing (one system call per batch), or frame
+  // Through the queue's sending TapRing (one system call per batch), or frame
   // by frame where io_uring is not available.
   [[nodiscard]] Result<size_t> send_batch(uint16_t pair,
                                           std::span<const std::span<const iovec>> frames,
@@ -74,7 +77,14 @@ class Tap final : public NetBackend {
   std::vector<Fd> queues_;
   bool multi_queue_;
   unsigned supported_offloads_ = 0;
-  std::vector<std::unique_ptr<TapSendRing>> send_rings_;  // one per queue, or none
+  static bool all_working(const std::vector<std::unique_ptr<TapRing>>& rings) {
+    for (const auto& r : rings)
+      if (r->broken()) return false;
+    return !rings.empty();
+  }
+  // One per queue and direction, or none.
+  std::vector<std::unique_ptr<TapRing>> send_rings_;
+  std::vector<std::unique_ptr<TapRing>> recv_rings_;
 };
 
 }  // namespace skiff::net

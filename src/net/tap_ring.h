@@ -1,36 +1,47 @@
-// TapRing: batched transmit on one tap queue through io_uring.
+// TapRing: batched transmit and receive on one tap queue through io_uring.
 //
-// A tap has no sendmmsg: writing frame by frame costs one system call per
-// frame, and the system call, not the copy, is most of a small frame's cost
-// (bench/README.md "virtio-net": on the nested development host io_uring
-// takes 64-byte frames about six times faster than write() in a loop, both
-// on one CPU). The ring queues one writev per frame and submits the batch
-// with one io_uring_enter; the tap's fds are non-blocking, so the kernel
-// runs each write inline and a full tap completes it with -EAGAIN rather
-// than parking it on a worker thread.
+// A tap has no sendmmsg or recvmmsg: one frame per system call, and the
+// system call, not the copy, is most of a small frame's cost (bench/README.md
+// "virtio-net": on the nested development host io_uring takes 64-byte frames
+// about six times faster than write() in a loop, and reads them 2.5 times
+// faster than read(), both on one CPU). The ring queues one request per
+// frame and submits a batch with one io_uring_enter. Every request carries
+// RWF_NOWAIT, so the kernel runs it inline and an empty (or full) tap
+// completes it with -EAGAIN: without the flag, io_uring parks a read of an
+// empty tap until a frame comes, even on a non-blocking fd.
 //
-// The writes are linked (IOSQE_IO_LINK): they run in submission order, so
-// frames leave in the guest's order, and a failed one cancels those after
-// it (-ECANCELED). send() resubmits the cancelled rest after a refused frame
-// and stops at -EAGAIN, so its result means the same as one send() per
-// frame would have. It returns only once every write it submitted has
-// completed: the caller's buffers are free again.
+// Transmit: the writes are linked (IOSQE_IO_LINK): they run in submission
+// order, so frames leave in the guest's order, and a failed one cancels
+// those after it (-ECANCELED). send() resubmits the cancelled rest after a
+// refused frame and stops at -EAGAIN, so its result means the same as one
+// send() per frame would have. A kernel whose tap does not take RWF_NOWAIT
+// (-EOPNOTSUPP) gets the writes without it (a tap with the default,
+// unlimited sndbuf never makes a writer wait).
 //
-// If the ring itself fails (the kernel takes fewer writes than were
-// queued, or waiting for a completion fails other than by a signal), the
-// ring is broken for good: send() returns the frames whose fate it knows,
-// in order (as if the tap were full after them), and the caller sends the
-// rest another way. A broken ring is never submitted to again, so writes it
-// never took cannot go out later, nor can a late completion be mistaken for
-// a new one. (The tap's fds are non-blocking, so every write the kernel took
-// has finished inside io_uring_enter; none is left behind.)
+// Receive: the reads are not linked (a read shorter than its buffer, which
+// every frame is, would cancel the rest of a chain), but the kernel issues
+// them in submission order, each finishing before the next starts, so the
+// frames land in the buffers in the order the tap queued them; a read that
+// found the tap empty leaves its buffer unused. A kernel whose tap does not
+// take RWF_NOWAIT breaks the ring for receiving (the caller reads frame by
+// frame).
 //
-// One ring per tap queue, used by that queue's transmit thread only.
+// Both return only once every request they submitted has completed: the
+// caller's buffers are free again. If the ring itself fails (the kernel
+// takes fewer requests than were queued, or waiting for a completion fails
+// other than by a signal), the ring is broken for good: send() and
+// receive() return what they know, in order, and the caller goes on
+// another way. A broken ring is never submitted to again, so requests it
+// never took cannot run later, nor can a late completion be mistaken for a
+// new one.
+//
+// One ring per tap queue and direction, used by one thread at a time.
 #pragma once
 
 #include <liburing.h>
 #include <sys/uio.h>
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -51,20 +62,26 @@ class TapRing {
   // NetBackend::send_batch on `fd`: how many frames it took, in order.
   [[nodiscard]] size_t send(int fd, std::span<const std::span<const iovec>> frames,
                             std::span<int> refused);
+  // NetBackend::receive_batch on `fd` (at most kMaxRecvBatch buffers): how
+  // many buffers it tried, all of them unless the ring broke.
+  [[nodiscard]] size_t receive(int fd, std::span<const std::span<uint8_t>> bufs,
+                               std::span<int> sizes);
   // Whether the ring failed (see above); why, for the log.
   [[nodiscard]] bool broken() const { return !broken_why_.empty(); }
   [[nodiscard]] const std::string& broken_why() const { return broken_why_; }
 
  private:
   TapRing() = default;
-  // Submits frames[first..) and waits for every write the kernel took;
-  // results[i] gets frame i's result (kUnknown where there is none, after
-  // the ring broke).
-  void run(int fd, std::span<const std::span<const iovec>> frames, size_t first,
-           std::span<int> results);
+  // Queues writes of frames[first..) (linked, in order).
+  void queue_writes(int fd, std::span<const std::span<const iovec>> frames, size_t first);
+  // Submits the `queued` requests and waits for every one the kernel took;
+  // results[user_data] gets each result. Those it has none for keep
+  // kUnknown (the ring broke).
+  void run(size_t queued, std::span<int> results);
   static constexpr int kUnknown = 1 << 30;
 
   io_uring ring_{};
+  int write_flags_ = RWF_NOWAIT;
   std::string broken_why_;
 };
 

@@ -20,9 +20,14 @@ struct FakeNetBackend final : net::NetBackend {
     return pair < event_fds.size() ? event_fds[pair] : -1;
   }
   Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override {
+    ++receives;
     if (rx[pair].empty()) return size_t{0};
     std::vector<uint8_t> f = std::move(rx[pair].front());
     rx[pair].pop_front();
+    if (fail_receives > 0) {  // the frame is lost on the host side
+      --fail_receives;
+      return fail_with(EIO, "fake receive failure");
+    }
     size_t done = 0;
     for (const iovec& v : iov) {
       size_t n = std::min(v.iov_len, f.size() - done);
@@ -49,6 +54,12 @@ struct FakeNetBackend final : net::NetBackend {
     sent[pair].push_back(std::move(f));
     return true;
   }
+  // Counts the batch, then receives frame by frame (the default).
+  Result<size_t> receive_batch(uint16_t pair, std::span<const std::span<uint8_t>> bufs,
+                               std::span<int> sizes) override {
+    ++receive_batches;
+    return NetBackend::receive_batch(pair, bufs, sizes);
+  }
   // Records each batch's size, then sends it frame by frame (the default).
   Result<size_t> send_batch(uint16_t pair, std::span<const std::span<const iovec>> frames,
                             std::span<int> refused) override {
@@ -74,6 +85,9 @@ struct FakeNetBackend final : net::NetBackend {
   std::vector<bool> enabled;
   std::vector<int> event_fds;
   std::vector<size_t> batches;  // frames per send_batch() call
+  int receives = 0;             // receive() calls (a batch makes one per frame)
+  int receive_batches = 0;      // receive_batch() calls
+  int fail_receives = 0;        // the next N frames received are lost (EIO)
   int refuse_sends = 0;         // the next N sends find the backend full
   int accept_before_full = -1;  // >= 0: full after taking this many more
   bool fail_sends = false;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -58,6 +59,21 @@ struct NetFixture : ::testing::Test {
     net->set_interrupt([this](InterruptKind k, uint16_t q) {
       if (k == InterruptKind::kUsedBuffer) ++irqs[q];
     });
+    negotiate(want);
+  }
+  // The driver resets the device (status 0) and sets it up again on fresh
+  // rings.
+  void reset_and_restart(uint64_t want) {
+    net->set_status(0);
+    drivers.clear();
+    for (uint16_t q = 0; q < net->num_queues(); ++q) {
+      auto area = guest.host(FakeGuest::kRamBase + q * kMiB, kMiB);
+      std::fill(area.begin(), area.end(), uint8_t{0});
+    }
+    negotiate(want);
+  }
+  // Feature negotiation, rings, DRIVER_OK (virtio 1.2 §3.1.1).
+  void negotiate(uint64_t want) {
     net->set_status(kStatusAcknowledge | kStatusDriver);
     net->set_driver_features((net->device_features() & want) | kCommonFeatures);
     net->set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);

@@ -18,14 +18,18 @@
 // The backend is told which guest offloads were negotiated (TUNSETOFFLOAD
 // for a tap) at activation and on CTRL_GUEST_OFFLOADS_SET.
 //
-// Data path (net_rx.cc, net.cc): rx reads frames with readv straight into
-// guest memory, no allocation per frame. rx fills one chain per frame, or
-// with MRG_RXBUF as many chains as the frame needs (num_buffers,
-// §5.1.6.4); a frame larger than the buffers gathered for it lands in a
-// per-queue spill buffer and is copied on, or, when the driver has not
-// posted enough buffers, kept until it has (no loss). rx drains the backend
-// until it is empty or the buffers run out (the driver's next rx
-// notification resumes). tx pops up to kMaxSendBatch available chains and
+// Data path (net_rx.cc, net_rx_batch.cc, net.cc): rx fills one chain per
+// frame, or with MRG_RXBUF as many chains as the frame needs (num_buffers,
+// §5.1.6.4). While recent frames are small (RxState::kBatchMaxFrame), rx
+// reads up to kMaxRecvBatch of them with one receive_batch() (a tap: one
+// system call) into the queue's slots and copies each into the chains; the
+// batch grows while batches come back full. Larger frames are read with
+// readv straight into the gathered chains, no copy; a frame larger than
+// them lands in a per-queue spill buffer and is copied on. Either way a
+// frame the driver has no buffers for yet is kept (in its slot, or in the
+// spill buffer) until it has: no loss. rx drains the backend until it is
+// empty or the buffers run out (the driver's next rx notification
+// resumes). No allocation per frame. tx pops up to kMaxSendBatch available chains and
 // hands them to the backend's send_batch() together (a tap: one system
 // call per batch); frames up to kTxCopyMaxBytes are copied into one buffer
 // each, larger ones go out with writev from guest memory. The vnet header
@@ -55,8 +59,8 @@
 // with the configured bytes and packets buckets (as Cloud Hypervisor does);
 // a frame costs its length without the vnet header and one packet. A tx
 // frame the limiter refuses stays available in the ring; an rx frame the
-// limiter refuses, already read from the backend, is held in the queue's
-// spill buffer (the same place as a frame waiting for buffers) and the
+// limiter refuses, already read from the backend, is held where a frame
+// waiting for buffers is (its batch slot, or the spill buffer) and the
 // chains go back. Either way the queue stops, the limiter's timerfd is armed
 // for when the tokens are back, and that timerfd is a BackendEvent of the
 // queue, so the queue resumes by itself: delayed, never dropped. Frames the
@@ -150,7 +154,8 @@ class VirtioNet final : public VirtioDevice, private NetCtrlTarget {
   [[nodiscard]] Result<> validate_features(uint64_t features) const override;
 
  private:
-  struct RxState;  // net_rx.cc
+  struct RxState;  // net_rx.h
+  class RxPass;
   // One direction of one queue pair under a rate limiter.
   struct Throttle {
     net::RateLimiter limiter;
