@@ -46,16 +46,17 @@ void set_log_level(LogLevel level) {
 
 void log_vformat(LogLevel level, fmt::string_view format, fmt::format_args args) {
   fmt::memory_buffer text;
+  spdlog::string_view_t message;
   try {
     fmt::vformat_to(fmt::appender(text), format, args);
-  } catch (const std::exception& e) {
+    message = spdlog::string_view_t(text.data(), text.size());
+  } catch (const std::exception&) {
     // The format was checked at compile time; only running out of memory
-    // gets here. Say what was being logged rather than nothing.
-    text.clear();
-    fmt::format_to(fmt::appender(text), "(cannot format \"{}\": {})", format, e.what());
+    // gets here. Log the unformatted format rather than nothing (needing
+    // no memory to do so).
+    message = spdlog::string_view_t(format.data(), format.size());
   }
-  spdlog::default_logger_raw()->log(to_spdlog(level),
-                                    spdlog::string_view_t(text.data(), text.size()));
+  spdlog::default_logger_raw()->log(to_spdlog(level), message);
 }
 
 std::chrono::nanoseconds since_process_start() {

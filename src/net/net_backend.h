@@ -35,6 +35,9 @@ inline constexpr size_t kMaxFrameBytes = 65535 + 14 + 4;
 // Most iovec entries one receive()/send() takes (the kernel's UIO_MAXIOV).
 inline constexpr size_t kMaxIov = 1024;
 
+// A receive buffer that no frame fills: one that does was cut short.
+inline constexpr size_t kRecvSpillBytes = kVnetHeaderBytes + kMaxFrameBytes + 1;
+
 // Most frames one send_batch() takes.
 inline constexpr size_t kMaxSendBatch = 64;
 
@@ -66,16 +69,19 @@ class NetBackend {
   [[nodiscard]] virtual int rx_event_fd(uint16_t pair) const = 0;
 
   // Receives one frame of `pair` (header first) into `iov` (at most kMaxIov
-  // entries, at least kVnetHeaderBytes in all). Returns the bytes placed,
+  // entries, at least kVnetHeaderBytes in all). Returns the frame's length,
   // header included, or 0 if no frame is waiting. A frame longer than the
   // iov is cut short and the rest is lost (a tap cannot say how long a
-  // frame is before it is read): callers that must not lose data end the
-  // iov with a kVnetHeaderBytes + kMaxFrameBytes spill buffer. Never blocks.
+  // frame is before it is read); the length returned then fills the iov
+  // (or, as some kernels' tap reports, exceeds it): callers that must not
+  // lose data end the iov with a spill buffer longer than any frame
+  // (kRecvSpillBytes), and drop what fills it. Never blocks.
   [[nodiscard]] virtual Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) = 0;
 
   // Receives up to bufs.size() (<= kMaxRecvBatch) frames of `pair`, frame i
   // into bufs[i] (one buffer each; a longer frame is cut short, as in
-  // receive()). sizes[i]: the bytes placed, header included; 0 where no
+  // receive()). sizes[i]: the frame's length, header included (filling or
+  // exceeding bufs[i] if it was cut short, as in receive()); 0 where no
   // frame came; -errno for a frame lost to a host error. Frames fill the
   // buffers in the order the backend queued them, but an empty buffer may
   // come before a full one (a frame arrived meanwhile). Returns how many

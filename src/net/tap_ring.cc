@@ -118,16 +118,24 @@ size_t TapRing::receive(int fd, std::span<const std::span<uint8_t>> bufs, std::s
   }
   std::array<int, kMaxRecvBatch> results{};
   run(n, std::span(results).first(n));
+  // Up to the last read with a known result: a read whose result the broken
+  // ring lost may have taken a frame, which is then lost (-EIO), but the
+  // frames read after it are still delivered, in order.
+  size_t known = 0;
   for (size_t i = 0; i < n; ++i) {
     const int r = results[i];
-    if (r == kUnknown) return i;
     if (r == -EOPNOTSUPP) {
       broken_why_ = "this kernel's tap does not take RWF_NOWAIT reads";
-      return i;
+      break;
+    }
+    if (r == kUnknown) {
+      sizes[i] = -EIO;
+      continue;
     }
     sizes[i] = r == -EAGAIN ? 0 : r;
+    known = i + 1;
   }
-  return n;
+  return known;
 }
 
 }  // namespace skiff::net

@@ -134,6 +134,22 @@ TEST_F(NetRx, BatchedFrameTooLargeForItsOnlyChainIsDroppedAndTheChainReused) {
   EXPECT_EQ(net->stats(0).rx_dropped, 1u);
 }
 
+TEST_F(NetRx, BatchedFrameCutShortByItsSlotIsDroppedNotOverRead) {
+  start(1, kAll);
+  auto bufs = post_rx(64, 4096);
+  // The backend reports the second frame's whole length, more than a slot
+  // holds (a tap's read() does that when it cuts a frame short): it is
+  // dropped, and neither delivered with bytes from past its slot nor
+  // allowed to stop the frames after it.
+  queue(1, 100, 1);
+  backend->rx[0].push_back(with_header(frame_bytes(net::kMaxFrameBytes + 100, 2)));
+  queue(3, 100, 3);
+  net->process_queue(0);
+  EXPECT_EQ(delivered(0, bufs), frames);
+  EXPECT_EQ(net->stats(0).rx_dropped, 1u);
+  EXPECT_FALSE(net->needs_reset());
+}
+
 TEST_F(NetRx, ResetForgetsFramesHeldInABatch) {
   start(1, kAll);
   post_rx(1, 2048);

@@ -194,7 +194,7 @@ Result<bool> VirtioNet::RxPass::read_direct() {
     drop();
     return true;
   }
-  if (cap >= net::kVnetHeaderBytes + 16) {
+  if (filtering_ && cap >= net::kVnetHeaderBytes + 16) {
     // The filter looks at the Ethernet header, in the gathered buffers
     // (tiny ones let the frame pass unfiltered).
     uint8_t eth[16];
@@ -208,9 +208,10 @@ Result<bool> VirtioNet::RxPass::read_direct() {
 
   // The frame ran into the spill buffer if n > cap: bytes [cap, n) are at
   // spill[0].
-  if (n > cap && (!mrg_ || n > s_.spill.size())) {
+  if (n > cap && (!mrg_ || n >= s_.spill.size())) {
     // One chain per frame and it was too small (§5.1.6.3.1 asks the driver
-    // for buffers that fit), or a frame beyond any valid size: drop it.
+    // for buffers that fit), or a frame beyond any valid size (cut short
+    // if it filled the spill buffer): drop it.
     unpop(popped);
     drop();
     return true;

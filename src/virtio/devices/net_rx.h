@@ -23,12 +23,12 @@ struct VirtioNet::RxState {
   // read in batches and copied; larger ones are read straight into the
   // chains, one system call each, which costs less than their copy.
   static constexpr uint64_t kBatchMaxFrame = 4096;
-  // One batch slot: the largest frame, rounded up to whole pages, so a
-  // small frame touches one page of its slot.
-  static constexpr size_t kSlotBytes =
-      (net::kVnetHeaderBytes + net::kMaxFrameBytes + 4095) / 4096 * 4096;
+  // One batch slot: room for more than the largest frame (a frame that
+  // fills it was cut short), rounded up to whole pages, so a small frame
+  // touches one page of its slot.
+  static constexpr size_t kSlotBytes = (net::kRecvSpillBytes + 4095) / 4096 * 4096;
 
-  RxState() : spill(net::kVnetHeaderBytes + net::kMaxFrameBytes) {
+  RxState() : spill(net::kRecvSpillBytes) {
     iov.reserve(net::kMaxIov);
     spans.reserve(net::kMaxIov);
   }

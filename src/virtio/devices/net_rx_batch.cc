@@ -21,8 +21,7 @@ Result<bool> VirtioNet::RxPass::read_batch() {
   if (!s_.pool) {
     s_.pool.reset(new uint8_t[net::kMaxRecvBatch * RxState::kSlotBytes]);
     for (size_t i = 0; i < net::kMaxRecvBatch; ++i)
-      s_.slots[i] = std::span(s_.pool.get() + i * RxState::kSlotBytes,
-                              net::kVnetHeaderBytes + net::kMaxFrameBytes);
+      s_.slots[i] = std::span(s_.pool.get() + i * RxState::kSlotBytes, net::kRecvSpillBytes);
   }
   const size_t want = s_.batch_want;
   auto tried = net_.backend_->receive_batch(pair_, std::span(s_.slots).first(want),
@@ -42,9 +41,8 @@ Result<bool> VirtioNet::RxPass::read_batch() {
   }
   s_.batch_next = 0;
   s_.batch_count = n;
-  // The backend may have more only if every slot was tried and the last
-  // got a frame (an empty slot means it was empty then).
-  s_.batch_more = n == want && s_.sizes[n - 1] != 0;
+  // The backend may have more unless the last slot tried found it empty.
+  s_.batch_more = n > 0 && s_.sizes[n - 1] != 0;
   // Double the batch while batches come back full; otherwise ask for one
   // more than came, so a quiet queue does not pay for many empty reads.
   s_.batch_want = std::clamp<size_t>(frames == want ? 2 * want : frames + 1, 2, net::kMaxRecvBatch);
@@ -71,8 +69,9 @@ Result<bool> VirtioNet::RxPass::deliver_batch() {
       continue;
     }
     const size_t n = static_cast<size_t>(got);
-    if (n < net::kVnetHeaderBytes || filtered_out(n, slot.data() + net::kVnetHeaderBytes)) {
-      drop();  // not a frame (a tap never does this), or filtered
+    if (n < net::kVnetHeaderBytes || n >= slot.size() ||
+        filtered_out(n, slot.data() + net::kVnetHeaderBytes)) {
+      drop();  // not a frame (a tap never does this), cut short, or filtered
       ++s_.batch_next;
       continue;
     }
