@@ -68,6 +68,12 @@ class NetBackend {
   // frame to receive; -1 if the backend has none (tests that poll).
   [[nodiscard]] virtual int rx_event_fd(uint16_t pair) const = 0;
 
+  // An fd that becomes writable (edge: watch with EPOLLOUT | EPOLLET) when
+  // `pair`, after refusing a frame because it was full (send() false,
+  // send_batch() short), can take frames again; -1 if the backend has none
+  // (one that is never full, or tests that poll).
+  [[nodiscard]] virtual int tx_event_fd(uint16_t pair) const = 0;
+
   // Receives one frame of `pair` (header first) into `iov` (at most kMaxIov
   // entries, at least kVnetHeaderBytes in all). Returns the frame's length,
   // header included, or 0 if no frame is waiting. A frame longer than the

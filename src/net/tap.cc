@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -106,6 +107,9 @@ Result<> Tap::prepare() {
     // Per interface, but harmless to repeat: every fd we hold agrees.
     if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr) != 0)
       return fail_errno("tap {}: setting the vnet header size to {}", name_, hdr);
+    Fd wake(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!wake) return fail_errno("tap {}: duplicating fd {}", name_, fd.get());
+    tx_wake_.push_back(std::move(wake));
   }
   for (size_t i = 0; i < queues_.size(); ++i) {
     auto send = TapRing::create();
@@ -156,12 +160,27 @@ Result<size_t> Tap::receive_batch(uint16_t pair, std::span<const std::span<uint8
   return NetBackend::receive_batch(pair, bufs, sizes);
 }
 
+bool Tap::arm_tx_event(uint16_t pair) {
+  // tun wakes writers (EPOLLOUT on the queue's wait queue) only if its poll
+  // ran while the queue was full; an epoll that registered the fd earlier,
+  // edge-triggered, does not poll it again by itself.
+  pollfd p{queues_[pair].get(), POLLOUT, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0 && (p.revents & POLLOUT);  // (an error: the next send says what)
+}
+
 Result<bool> Tap::send(uint16_t pair, std::span<const iovec> iov) {
-  for (;;) {
+  for (int full = 0;;) {
     ssize_t n = ::writev(queues_[pair].get(), iov.data(), static_cast<int>(iov.size()));
     if (n >= 0) return true;  // the tap takes a frame whole or not at all
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return false;
+    if (errno == EAGAIN) {
+      if (++full <= kFullRetries && arm_tx_event(pair)) continue;  // room came meanwhile
+      return false;
+    }
     return fail_errno("tap {}: writing a frame to queue {}", name_, pair);
   }
 }
@@ -172,6 +191,12 @@ Result<size_t> Tap::send_batch(uint16_t pair, std::span<const std::span<const io
     return NetBackend::send_batch(pair, frames, refused);
   TapRing& ring = *send_rings_[pair];
   size_t taken = ring.send(queues_[pair].get(), frames, refused);
+  for (int full = 0; taken < frames.size() && !ring.broken();) {
+    // Full (EAGAIN): the rest waits for tx_event_fd, unless room came
+    // meanwhile.
+    if (++full > kFullRetries || !arm_tx_event(pair)) return taken;
+    taken += ring.send(queues_[pair].get(), frames.subspan(taken), refused.subspan(taken));
+  }
   if (!ring.broken() || taken == frames.size()) return taken;
   // Said once: the queue sends frame by frame from now on.
   LOG_WARN("tap {}: queue {}: {}; sending frame by frame from now on", name_, pair,

@@ -52,6 +52,11 @@ class Tap final : public NetBackend {
   }
   [[nodiscard]] unsigned supported_offloads() const override { return supported_offloads_; }
   [[nodiscard]] int rx_event_fd(uint16_t pair) const override { return fd(pair); }
+  // A second fd of the queue (dup), so the same epoll can watch the queue
+  // for EPOLLIN (rx_event_fd) and, apart, for EPOLLOUT: signalled when the
+  // queue has room after send() / send_batch() found it full (they make
+  // sure the kernel will), and when the interface comes up.
+  [[nodiscard]] int tx_event_fd(uint16_t pair) const override { return tx_wake_[pair].get(); }
   [[nodiscard]] Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override;
   // Through the queue's receiving TapRing (one system call per batch), or
   // frame by frame where io_uring is not available.
@@ -72,9 +77,15 @@ class Tap final : public NetBackend {
       : name_(std::move(name)), queues_(std::move(queues)), multi_queue_(multi_queue) {}
   // Header size, non-blocking mode and the offload probe, for every queue.
   [[nodiscard]] Result<> prepare();
+  // After a write found queue `pair` full: makes the kernel signal
+  // tx_event_fd once it has room (see tap.cc). True if it has room already
+  // (the caller tries again, at most kFullRetries times in a row).
+  [[nodiscard]] bool arm_tx_event(uint16_t pair);
+  static constexpr int kFullRetries = 4;
 
   std::string name_;
   std::vector<Fd> queues_;
+  std::vector<Fd> tx_wake_;  // tx_event_fd(): dups of queues_
   bool multi_queue_;
   unsigned supported_offloads_ = 0;
   static bool all_working(const std::vector<std::unique_ptr<TapRing>>& rings) {

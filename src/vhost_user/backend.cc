@@ -329,9 +329,9 @@ Result<> VhostUserBackend::start_ring(uint16_t index) {
     r.enabled.store(true, std::memory_order_release);
   device_.set_queue_enabled(index, r.enabled.load(std::memory_order_acquire));
   std::string name = fmt::format("{}-q{}", device_.name(), index);
-  std::vector<int> backend_fds;
+  std::vector<VringWorker::BackendFd> backend_fds;
   for (const virtio::BackendEvent& e : device_.backend_events())
-    if (e.queue == index) backend_fds.push_back(e.fd);
+    if (e.queue == index) backend_fds.push_back({e.fd, e.events});
   r.worker = SKIFF_TRY(VringWorker::start(
       std::move(name), r.kick.get(),
       [this, index] {

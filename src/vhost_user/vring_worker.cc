@@ -20,7 +20,7 @@ constexpr uint64_t kTagBackend = 3;
 
 Result<std::unique_ptr<VringWorker>> VringWorker::start(std::string name, int kick_fd,
                                                         std::function<void()> process,
-                                                        std::span<const int> backend_fds) {
+                                                        std::span<const BackendFd> backend_fds) {
   EventFd wake = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
   Fd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep) return fail_errno("epoll_create1 for {}", name);
@@ -32,12 +32,12 @@ Result<std::unique_ptr<VringWorker>> VringWorker::start(std::string name, int ki
   ev.data.u64 = kTagWake;
   if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0)
     return fail_errno("watching the wake fd of {}", name);
-  for (int fd : backend_fds) {
+  for (const BackendFd& b : backend_fds) {
     epoll_event bev{};
-    bev.events = EPOLLIN | EPOLLET;
+    bev.events = b.events | EPOLLET;
     bev.data.u64 = kTagBackend;
-    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &bev) != 0)
-      return fail_errno("watching backend fd {} of {}", fd, name);
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, b.fd, &bev) != 0)
+      return fail_errno("watching backend fd {} of {}", b.fd, name);
   }
   auto w = std::unique_ptr<VringWorker>(new VringWorker(
       std::move(name), kick_fd, std::move(process), std::move(wake), std::move(ep)));

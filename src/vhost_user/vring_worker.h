@@ -23,13 +23,18 @@ namespace skiff::vhost_user {
 
 class VringWorker {
  public:
+  // A backend fd and what to watch it for, edge-triggered
+  // (virtio::BackendEvent's fd and events).
+  struct BackendFd {
+    int fd;
+    uint32_t events;
+  };
   // Starts the thread; `kick_fd` and `backend_fds` must stay open while the
   // worker runs. `process` runs once right away, then after every kick,
-  // wake() or edge on a backend fd (virtio::BackendEvent: the device drains
-  // those itself).
+  // wake() or edge on a backend fd (the device drains those itself).
   [[nodiscard]] static Result<std::unique_ptr<VringWorker>> start(
       std::string name, int kick_fd, std::function<void()> process,
-      std::span<const int> backend_fds = {});
+      std::span<const BackendFd> backend_fds = {});
   ~VringWorker();
   VringWorker(const VringWorker&) = delete;
   VringWorker& operator=(const VringWorker&) = delete;

@@ -25,6 +25,8 @@
 // each device's file pair (STYLE.md §6); not written yet.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -82,10 +84,13 @@ using DeviceEventCallback = std::function<void(DeviceEvent event, const std::str
 // the queue notifications. When it becomes ready the transport calls
 // process_queue(queue) on the thread that serves that queue, so a device
 // handles "the backend has something" and "the driver made buffers
-// available" in one place. The device drains the fd itself.
+// available" in one place. The device drains the fd itself. `events` says
+// what to watch for: EPOLLIN (the backend has something), or EPOLLOUT (a
+// backend that was full can take more again).
 struct BackendEvent {
   int fd;
   uint16_t queue;
+  uint32_t events = EPOLLIN;
 };
 
 class VirtioDevice {

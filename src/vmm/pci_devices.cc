@@ -123,8 +123,8 @@ class VirtioWorker {
     // Backend fds (virtio::BackendEvent), edge-triggered; the device drains them.
     w->backend_ = w->dev_->device().backend_events();
     for (size_t i = 0; i < w->backend_.size(); ++i)
-      SKIFF_TRY_VOID(
-          w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i), EPOLLIN | EPOLLET));
+      SKIFF_TRY_VOID(w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i),
+                              w->backend_[i].events | EPOLLET));
     w->thread_ = std::thread([p = w.get()] { p->run(); });
     return w;
   }

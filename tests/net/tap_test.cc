@@ -16,11 +16,15 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -480,6 +484,97 @@ TEST_F(TapTest, FrameCutShortFillsItsBuffer) {
               return tried && *tried == 1 ? size : -1;
             }),
             kShort);
+}
+
+TEST_F(TapTest, TxEventFdIsASecondFdOfTheQueueThatOneEpollWatchesForWriting) {
+  auto tap = Tap::open("sk15", 2);
+  ASSERT_TRUE(tap) << tap.error().what();
+  ASSERT_TRUE(set_up("sk15"));  // a tap that is down is not writable
+  Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  ASSERT_TRUE(ep);
+  for (uint16_t pair = 0; pair < 2; ++pair) {
+    const int rx = (*tap)->rx_event_fd(pair);
+    const int tx = (*tap)->tx_event_fd(pair);
+    ASSERT_GE(tx, 0);
+    EXPECT_NE(tx, rx);
+    // The same queue: the same open file.
+    struct stat a {
+    }, b{};
+    ASSERT_EQ(::fstat(rx, &a), 0);
+    ASSERT_EQ(::fstat(tx, &b), 0);
+    EXPECT_EQ(a.st_rdev, b.st_rdev);
+    EXPECT_EQ(::fcntl(tx, F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+    // Both in one epoll, as a transport watches a device's BackendEvents.
+    epoll_event in{EPOLLIN | EPOLLET, {.u32 = 2u * pair}};
+    epoll_event out{EPOLLOUT | EPOLLET, {.u32 = 2u * pair + 1}};
+    ASSERT_EQ(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, rx, &in), 0) << std::strerror(errno);
+    ASSERT_EQ(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, tx, &out), 0) << std::strerror(errno);
+  }
+  // A tap with room reports EPOLLOUT once, on each tx fd.
+  // (The rx fds may report the kernel's own frames, e.g. IPv6 router
+  // solicitations, at any time.)
+  auto writable = [&] {
+    epoll_event got[8];
+    const int n = ::epoll_wait(ep.get(), got, 8, 0);
+    std::vector<uint32_t> out;
+    for (int i = 0; i < n; ++i)
+      if (got[i].events & EPOLLOUT) out.push_back(got[i].data.u32);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(writable(), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(writable(), std::vector<uint32_t>{}) << "edge-triggered: reported once";
+}
+
+TEST_F(TapTest, FullQueueSignalsTxEventFdWhenItHasRoomAgain) {
+  // A tap fills when the frames it passed on are still held in the host:
+  // here bridged to a veth whose slow tbf qdisc keeps them, charged to the
+  // tap's small sndbuf. Writes then fail with EAGAIN until tbf lets some
+  // go; tx_event_fd must say when (the device's tx queue waits for it).
+  auto tap = Tap::open("sk16", 1);
+  ASSERT_TRUE(tap) << tap.error().what();
+  int sndbuf = 64 * 1024;
+  ASSERT_EQ(::ioctl((*tap)->fd(0), TUNSETSNDBUF, &sndbuf), 0) << std::strerror(errno);
+  for (const char* cmd :
+       {"ip link add sk16br type bridge", "ip link add sk16v0 type veth peer name sk16v1",
+        "ip link set sk16 master sk16br", "ip link set sk16v0 master sk16br",
+        "tc qdisc add dev sk16v0 root tbf rate 8mbit burst 1600 limit 1000000",
+        "bridge fdb add 02:00:00:00:00:99 dev sk16v0 master static", "ip link set sk16v1 up",
+        "ip link set sk16v0 up", "ip link set sk16br up", "ip link set sk16 up"}) {
+    if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
+      GTEST_SKIP() << "skipped: needs a bridge, veth and tbf (iproute2, kernel modules): `" << cmd
+                   << "` failed";
+  }
+  Fd ep(::epoll_create1(EPOLL_CLOEXEC));
+  epoll_event out{EPOLLOUT | EPOLLET, {.u32 = 1}};
+  ASSERT_EQ(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, (*tap)->tx_event_fd(0), &out), 0);
+  epoll_event got{};
+  (void)::epoll_wait(ep.get(), &got, 1, 0);  // the first edge: room
+
+  // Unicast to the address behind the veth: one copy of each frame, which
+  // the qdisc keeps (a flood would go out as clones, not charged to the tap).
+  std::vector<uint8_t> frame = test_frame(1000, 7);
+  const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x99};
+  std::memcpy(frame.data(), dst, sizeof dst);
+  uint8_t hdr[kVnetHeaderBytes] = {};
+  size_t sent = 0;
+  bool full = false;
+  for (int round = 0; round < 100 && !full; ++round) {
+    FrameBatch batch;
+    for (int i = 0; i < 16; ++i) batch.add(hdr, frame);
+    auto taken = batch.send(**tap);
+    ASSERT_TRUE(taken) << taken.error().what();
+    sent += *taken;
+    full = *taken < 16;
+  }
+  ASSERT_TRUE(full) << "the tap took " << sent << " frames without filling";
+  EXPECT_EQ(::epoll_wait(ep.get(), &got, 1, 5000), 1) << "no EPOLLOUT once tbf made room";
+  EXPECT_TRUE(got.events & EPOLLOUT);
+  FrameBatch more;
+  more.add(hdr, frame);
+  auto taken = more.send(**tap);
+  ASSERT_TRUE(taken) << taken.error().what();
+  EXPECT_EQ(*taken, 1u);
 }
 
 }  // namespace

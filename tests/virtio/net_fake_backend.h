@@ -19,6 +19,9 @@ struct FakeNetBackend final : net::NetBackend {
   int rx_event_fd(uint16_t pair) const override {
     return pair < event_fds.size() ? event_fds[pair] : -1;
   }
+  int tx_event_fd(uint16_t pair) const override {
+    return pair < tx_event_fds.size() ? tx_event_fds[pair] : -1;
+  }
   Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override {
     ++receives;
     if (rx[pair].empty()) return size_t{0};
@@ -83,13 +86,14 @@ struct FakeNetBackend final : net::NetBackend {
   std::vector<std::deque<std::vector<uint8_t>>> rx;
   std::vector<std::vector<std::vector<uint8_t>>> sent;
   std::vector<bool> enabled;
-  std::vector<int> event_fds;
-  std::vector<size_t> batches;  // frames per send_batch() call
-  int receives = 0;             // receive() calls (a batch makes one per frame)
-  int receive_batches = 0;      // receive_batch() calls
-  int fail_receives = 0;        // the next N frames received are lost (EIO)
-  int refuse_sends = 0;         // the next N sends find the backend full
-  int accept_before_full = -1;  // >= 0: full after taking this many more
+  std::vector<int> event_fds;     // rx_event_fd() per pair
+  std::vector<int> tx_event_fds;  // tx_event_fd() per pair
+  std::vector<size_t> batches;    // frames per send_batch() call
+  int receives = 0;               // receive() calls (a batch makes one per frame)
+  int receive_batches = 0;        // receive_batch() calls
+  int fail_receives = 0;          // the next N frames received are lost (EIO)
+  int refuse_sends = 0;           // the next N sends find the backend full
+  int accept_before_full = -1;    // >= 0: full after taking this many more
   bool fail_sends = false;
 };
 

@@ -489,14 +489,20 @@ TEST_F(NetFixture, ResetRestoresTheConfiguredMac) {
   EXPECT_EQ(mac[0], 0x52);
 }
 
-TEST_F(NetFixture, BackendEventsNameEachReceiveQueue) {
+TEST_F(NetFixture, BackendEventsNameEachQueueAndWhatToWatchFor) {
   auto b = std::make_unique<FakeNetBackend>(3);
   b->event_fds = {7, 8, 9};
+  b->tx_event_fds = {17, 18, 19};
   auto n = std::move(*VirtioNet::create(std::move(b), {}));
   auto ev = n->backend_events();
-  ASSERT_EQ(ev.size(), 3u);
+  ASSERT_EQ(ev.size(), 6u);
   EXPECT_EQ(ev[2].fd, 9);
   EXPECT_EQ(ev[2].queue, 4);
+  EXPECT_EQ(ev[2].events, uint32_t{EPOLLIN});
+  // The tx queues wake when a full backend can take frames again.
+  EXPECT_EQ(ev[4].fd, 18);
+  EXPECT_EQ(ev[4].queue, 3);
+  EXPECT_EQ(ev[4].events, uint32_t{EPOLLOUT});
 }
 
 }  // namespace

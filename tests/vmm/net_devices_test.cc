@@ -89,14 +89,15 @@ TEST(NetDevices, RateLimitsReachTheDeviceAsTimerEvents) {
       fprintf(stderr, "make_virtio_net: %s\n", r.error().what().c_str());
       return 1;
     }
-    // 2 tap queues + a limiter timer per direction of each pair.
+    // Each of the 2 tap queues for reading and writing, and a limiter timer
+    // per direction of each pair.
     auto events = (*r)->backend_events();
-    if (events.size() != 2 + 2 * 2) return 2;
+    if (events.size() != 2 * 2 + 2 * 2) return 2;
     NetConfig plain = c;
     plain.tap = "skiff-rl1";
     plain.rate_limiter = {};
     auto p = make_virtio_net(plain, 1);
-    if (!p || (*p)->backend_events().size() != 2) return 3;
+    if (!p || (*p)->backend_events().size() != 2 * 2) return 3;
     return 0;
   });
   if (rc == -1) GTEST_SKIP() << "skipped: cannot create a network namespace (needs root)";
@@ -140,8 +141,8 @@ TEST(NetDevices, BuildsADeviceOnANewMultiQueueTap) {
     }
     virtio::VirtioNet& net = **r;
     if (net.max_queue_pairs() != 3) return 2;
-    if (net.num_queues() != 7) return 3;  // 3 pairs + the control queue
-    if (net.backend_events().size() != 3) return 4;
+    if (net.num_queues() != 7) return 3;                 // 3 pairs + the control queue
+    if (net.backend_events().size() != 2 * 3) return 4;  // each tap queue, rx and tx
     uint8_t mac[6] = {};
     if (!net.read_config(0, mac)) return 7;
     const uint8_t want[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};

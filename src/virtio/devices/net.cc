@@ -128,6 +128,9 @@ std::vector<BackendEvent> VirtioNet::backend_events() const {
   for (uint16_t i = 0; i < pairs_; ++i)
     if (int fd = backend_->rx_event_fd(i); fd >= 0)
       out.push_back({fd, static_cast<uint16_t>(2 * i)});
+  for (uint16_t i = 0; i < pairs_; ++i)
+    if (int fd = backend_->tx_event_fd(i); fd >= 0)
+      out.push_back({fd, static_cast<uint16_t>(2 * i + 1), EPOLLOUT});
   for (uint16_t i = 0; i < rx_throttle_.size(); ++i)
     out.push_back({rx_throttle_[i].timer.fd(), static_cast<uint16_t>(2 * i)});
   for (uint16_t i = 0; i < tx_throttle_.size(); ++i)

@@ -35,9 +35,9 @@
 // each, larger ones go out with writev from guest memory. The vnet header
 // the driver sends is copied out, checked and sent from that copy (the
 // driver cannot change it after the check). If the backend cannot take a
-// frame (EAGAIN, which a tap with the default unlimited sndbuf never says)
-// that chain and the ones after it stay available, in order, and the next
-// tx notification retries.
+// frame (EAGAIN: a tap with a limited sndbuf, rarely) that chain and the
+// ones after it stay available, in order; the backend's tx_event_fd (a
+// BackendEvent watched for EPOLLOUT) or the next tx notification retries.
 //
 // Hostile driver: NEEDS_RESET for a tx chain with writable buffers or
 // shorter than the 12-byte header, an rx chain with readable buffers or (with
