@@ -172,14 +172,25 @@ bool Tap::arm_tx_event(uint16_t pair) {
   return r > 0 && (p.revents & POLLOUT);  // (an error: the next send says what)
 }
 
+bool Tap::still_full(uint16_t pair, int& idle) {
+  // Full only once the poll armed the wakeup (it said no room); with room
+  // already, try again. The tap refusing while its poll says it has room
+  // would be a kernel oddity: after kFullRetries such rounds in a row the
+  // frames wait for the next tx notification.
+  if (!arm_tx_event(pair)) return true;
+  if (++idle <= kFullRetries) return false;
+  LOG_DEBUG("tap {}: queue {} says it has room but refuses frames (EAGAIN)", name_, pair);
+  return true;
+}
+
 Result<bool> Tap::send(uint16_t pair, std::span<const iovec> iov) {
-  for (int full = 0;;) {
+  for (int idle = 0;;) {
     ssize_t n = ::writev(queues_[pair].get(), iov.data(), static_cast<int>(iov.size()));
     if (n >= 0) return true;  // the tap takes a frame whole or not at all
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
-      if (++full <= kFullRetries && arm_tx_event(pair)) continue;  // room came meanwhile
-      return false;
+      if (still_full(pair, idle)) return false;
+      continue;
     }
     return fail_errno("tap {}: writing a frame to queue {}", name_, pair);
   }
@@ -191,11 +202,14 @@ Result<size_t> Tap::send_batch(uint16_t pair, std::span<const std::span<const io
     return NetBackend::send_batch(pair, frames, refused);
   TapRing& ring = *send_rings_[pair];
   size_t taken = ring.send(queues_[pair].get(), frames, refused);
-  for (int full = 0; taken < frames.size() && !ring.broken();) {
+  for (int idle = 0; taken < frames.size() && !ring.broken();) {
     // Full (EAGAIN): the rest waits for tx_event_fd, unless room came
-    // meanwhile.
-    if (++full > kFullRetries || !arm_tx_event(pair)) return taken;
-    taken += ring.send(queues_[pair].get(), frames.subspan(taken), refused.subspan(taken));
+    // meanwhile. Rounds that send something are bounded by the batch.
+    if (still_full(pair, idle)) return taken;
+    const size_t got =
+        ring.send(queues_[pair].get(), frames.subspan(taken), refused.subspan(taken));
+    if (got > 0) idle = 0;
+    taken += got;
   }
   if (!ring.broken() || taken == frames.size()) return taken;
   // Said once: the queue sends frame by frame from now on.

@@ -78,9 +78,12 @@ class Tap final : public NetBackend {
   // Header size, non-blocking mode and the offload probe, for every queue.
   [[nodiscard]] Result<> prepare();
   // After a write found queue `pair` full: makes the kernel signal
-  // tx_event_fd once it has room (see tap.cc). True if it has room already
-  // (the caller tries again, at most kFullRetries times in a row).
+  // tx_event_fd once it has room (see tap.cc). True if it has room already.
   [[nodiscard]] bool arm_tx_event(uint16_t pair);
+  // After a write found queue `pair` full: true if it still is (the
+  // wakeup is armed: give up for now), false to try again. `idle` counts
+  // the tries in a row that sent nothing.
+  [[nodiscard]] bool still_full(uint16_t pair, int& idle);
   static constexpr int kFullRetries = 4;
 
   std::string name_;

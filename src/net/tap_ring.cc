@@ -40,7 +40,7 @@ void TapRing::queue_writes(int fd, std::span<const std::span<const iovec>> frame
                           static_cast<unsigned>(frames[i][0].iov_len), 0);
     else
       io_uring_prep_writev(sqe, fd, frames[i].data(), static_cast<unsigned>(frames[i].size()), 0);
-    sqe->rw_flags = write_flags_;
+    sqe->rw_flags = RWF_NOWAIT;
     if (i + 1 < n) sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, i);
   }
@@ -92,10 +92,9 @@ size_t TapRing::send(int fd, std::span<const std::span<const iovec>> frames,
     if (i == n) return n;
     const int r = results[i];
     if (r == kUnknown || r == -EAGAIN) return i;  // broken, or full: the rest stay with the caller
-    if (r == -EOPNOTSUPP && write_flags_ != 0) {
-      write_flags_ = 0;  // this kernel's tap does not take RWF_NOWAIT
-      first = i;
-      continue;
+    if (r == -EOPNOTSUPP) {
+      broken_why_ = "this kernel's tap does not take RWF_NOWAIT writes";
+      return i;
     }
     if ((r == -EINTR || r == -ECANCELED) && ++interrupted < 8) {
       first = i;  // not tried, or not to the end: try it again

@@ -14,17 +14,18 @@
 // order, so frames leave in the guest's order, and a failed one cancels
 // those after it (-ECANCELED). send() resubmits the cancelled rest after a
 // refused frame and stops at -EAGAIN, so its result means the same as one
-// send() per frame would have. A kernel whose tap does not take RWF_NOWAIT
-// (-EOPNOTSUPP) gets the writes without it (a tap with the default,
-// unlimited sndbuf never makes a writer wait).
+// send() per frame would have.
 //
 // Receive: the reads are not linked (a read shorter than its buffer, which
 // every frame is, would cancel the rest of a chain), but the kernel issues
 // them in submission order, each finishing before the next starts, so the
 // frames land in the buffers in the order the tap queued them; a read that
-// found the tap empty leaves its buffer unused. A kernel whose tap does not
-// take RWF_NOWAIT breaks the ring for receiving (the caller reads frame by
-// frame).
+// found the tap empty leaves its buffer unused.
+//
+// A kernel whose tap does not take RWF_NOWAIT (-EOPNOTSUPP) breaks the ring
+// (the caller goes on frame by frame): without the flag io_uring would hold
+// a read of an empty queue, or a write to a full one, until the tap is
+// ready, and the caller would wait with it.
 //
 // Both return only once every request they submitted has completed: the
 // caller's buffers are free again. If the ring itself fails (the kernel
@@ -81,7 +82,6 @@ class TapRing {
   static constexpr int kUnknown = 1 << 30;
 
   io_uring ring_{};
-  int write_flags_ = RWF_NOWAIT;
   std::string broken_why_;
 };
 

@@ -526,55 +526,98 @@ TEST_F(TapTest, TxEventFdIsASecondFdOfTheQueueThatOneEpollWatchesForWriting) {
   EXPECT_EQ(writable(), std::vector<uint32_t>{}) << "edge-triggered: reported once";
 }
 
-TEST_F(TapTest, FullQueueSignalsTxEventFdWhenItHasRoomAgain) {
-  // A tap fills when the frames it passed on are still held in the host:
-  // here bridged to a veth whose slow tbf qdisc keeps them, charged to the
-  // tap's small sndbuf. Writes then fail with EAGAIN until tbf lets some
-  // go; tx_event_fd must say when (the device's tx queue waits for it).
-  auto tap = Tap::open("sk16", 1);
-  ASSERT_TRUE(tap) << tap.error().what();
-  int sndbuf = 64 * 1024;
-  ASSERT_EQ(::ioctl((*tap)->fd(0), TUNSETSNDBUF, &sndbuf), 0) << std::strerror(errno);
-  for (const char* cmd :
-       {"ip link add sk16br type bridge", "ip link add sk16v0 type veth peer name sk16v1",
-        "ip link set sk16 master sk16br", "ip link set sk16v0 master sk16br",
-        "tc qdisc add dev sk16v0 root tbf rate 8mbit burst 1600 limit 1000000",
-        "bridge fdb add 02:00:00:00:00:99 dev sk16v0 master static", "ip link set sk16v1 up",
-        "ip link set sk16v0 up", "ip link set sk16br up", "ip link set sk16 up"}) {
-    if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
-      GTEST_SKIP() << "skipped: needs a bridge, veth and tbf (iproute2, kernel modules): `" << cmd
-                   << "` failed";
+// A tap that fills: tap `name` with a 64 KiB sndbuf, bridged to a veth
+// whose slow tbf qdisc holds the frames, still charged to the tap's sndbuf.
+// Writes then fail with EAGAIN until tbf lets some go; tx_event_fd must say
+// when (the device's tx queue waits for it).
+struct FillableTap {
+  // Empty on success, else why this host cannot make one.
+  std::string make(const std::string& name, std::vector<uint8_t> test_frame) {
+    auto t = Tap::open(name, 1);
+    if (!t) return t.error().what();
+    tap = std::move(*t);
+    int sndbuf = 64 * 1024;
+    if (::ioctl(tap->fd(0), TUNSETSNDBUF, &sndbuf) != 0)
+      return std::string("TUNSETSNDBUF: ") + std::strerror(errno);
+    const std::string br = name + "br", v0 = name + "v0", v1 = name + "v1";
+    for (const std::string& cmd :
+         {"ip link add " + br + " type bridge", "ip link add " + v0 + " type veth peer name " + v1,
+          "ip link set " + name + " master " + br, "ip link set " + v0 + " master " + br,
+          "tc qdisc add dev " + v0 + " root tbf rate 8mbit burst 1600 limit 1000000",
+          "bridge fdb add 02:00:00:00:00:99 dev " + v0 + " master static",
+          "ip link set " + v1 + " up", "ip link set " + v0 + " up", "ip link set " + br + " up",
+          "ip link set " + name + " up"}) {
+      if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0)
+        return "needs a bridge, veth and tbf (iproute2, kernel modules): `" + cmd + "` failed";
+    }
+    ep = Fd(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event out{EPOLLOUT | EPOLLET, {.u32 = 1}};
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, tap->tx_event_fd(0), &out) != 0)
+      return std::string("epoll_ctl: ") + std::strerror(errno);
+    (void)signalled(0);  // the first edge: room
+    // Unicast to the address behind the veth: one copy of each frame,
+    // which the qdisc keeps (a flood goes out as clones, not charged to
+    // the tap).
+    frame = std::move(test_frame);
+    const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x99};
+    std::memcpy(frame.data(), dst, sizeof dst);
+    return {};
   }
-  Fd ep(::epoll_create1(EPOLL_CLOEXEC));
-  epoll_event out{EPOLLOUT | EPOLLET, {.u32 = 1}};
-  ASSERT_EQ(::epoll_ctl(ep.get(), EPOLL_CTL_ADD, (*tap)->tx_event_fd(0), &out), 0);
-  epoll_event got{};
-  (void)::epoll_wait(ep.get(), &got, 1, 0);  // the first edge: room
-
-  // Unicast to the address behind the veth: one copy of each frame, which
-  // the qdisc keeps (a flood would go out as clones, not charged to the tap).
-  std::vector<uint8_t> frame = test_frame(1000, 7);
-  const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x99};
-  std::memcpy(frame.data(), dst, sizeof dst);
+  // Whether tx_event_fd reported EPOLLOUT within `ms`.
+  bool signalled(int ms) {
+    epoll_event got{};
+    return ::epoll_wait(ep.get(), &got, 1, ms) == 1 && (got.events & EPOLLOUT);
+  }
+  std::unique_ptr<Tap> tap;
+  Fd ep;
+  std::vector<uint8_t> frame;
   uint8_t hdr[kVnetHeaderBytes] = {};
+};
+
+TEST_F(TapTest, FullQueueSignalsTxEventFdWhenItHasRoomAgain) {
+  FillableTap f;
+  if (std::string why = f.make("sk16", test_frame(1000, 7)); !why.empty())
+    GTEST_SKIP() << "skipped: " << why;
   size_t sent = 0;
   bool full = false;
   for (int round = 0; round < 100 && !full; ++round) {
     FrameBatch batch;
-    for (int i = 0; i < 16; ++i) batch.add(hdr, frame);
-    auto taken = batch.send(**tap);
+    for (int i = 0; i < 16; ++i) batch.add(f.hdr, f.frame);
+    auto taken = batch.send(*f.tap);
     ASSERT_TRUE(taken) << taken.error().what();
     sent += *taken;
     full = *taken < 16;
   }
   ASSERT_TRUE(full) << "the tap took " << sent << " frames without filling";
-  EXPECT_EQ(::epoll_wait(ep.get(), &got, 1, 5000), 1) << "no EPOLLOUT once tbf made room";
-  EXPECT_TRUE(got.events & EPOLLOUT);
+  EXPECT_FALSE(f.signalled(0)) << "EPOLLOUT while the tap is full";
+  EXPECT_TRUE(f.signalled(5000)) << "no EPOLLOUT once tbf made room";
   FrameBatch more;
-  more.add(hdr, frame);
-  auto taken = more.send(**tap);
+  more.add(f.hdr, f.frame);
+  auto taken = more.send(*f.tap);
   ASSERT_TRUE(taken) << taken.error().what();
   EXPECT_EQ(*taken, 1u);
+}
+
+TEST_F(TapTest, FullQueueSignalsTxEventFdForFrameByFrameSendsToo) {
+  // send(): the path where io_uring is unavailable.
+  FillableTap f;
+  if (std::string why = f.make("sk17", test_frame(1000, 7)); !why.empty())
+    GTEST_SKIP() << "skipped: " << why;
+  const iovec iov[2] = {{f.hdr, sizeof f.hdr}, {f.frame.data(), f.frame.size()}};
+  size_t sent = 0;
+  bool full = false;
+  while (!full && sent < 2000) {
+    auto ok = f.tap->send(0, iov);
+    ASSERT_TRUE(ok) << ok.error().what();
+    if (*ok) ++sent;
+    full = !*ok;
+  }
+  ASSERT_TRUE(full) << "the tap took " << sent << " frames without filling";
+  EXPECT_FALSE(f.signalled(0)) << "EPOLLOUT while the tap is full";
+  EXPECT_TRUE(f.signalled(5000)) << "no EPOLLOUT once tbf made room";
+  auto ok = f.tap->send(0, iov);
+  ASSERT_TRUE(ok) << ok.error().what();
+  EXPECT_TRUE(*ok);
 }
 
 }  // namespace

@@ -38,7 +38,9 @@ struct FakeNetBackend final : net::NetBackend {
       done += n;
       if (done == f.size()) break;
     }
-    return f.size();  // as a tap: the whole frame's length, even if cut short
+    // A frame cut short: what fit (as Linux's tap), or its whole length
+    // (which NetBackend allows too).
+    return clamp_receives ? done : f.size();
   }
   Result<bool> send(uint16_t pair, std::span<const iovec> iov) override {
     if (iov.size() > net::kMaxIov) return fail("too many iovecs");
@@ -92,6 +94,7 @@ struct FakeNetBackend final : net::NetBackend {
   int receives = 0;               // receive() calls (a batch makes one per frame)
   int receive_batches = 0;        // receive_batch() calls
   int fail_receives = 0;          // the next N frames received are lost (EIO)
+  bool clamp_receives = false;    // a frame cut short reports the bytes placed
   int refuse_sends = 0;           // the next N sends find the backend full
   int accept_before_full = -1;    // >= 0: full after taking this many more
   bool fail_sends = false;

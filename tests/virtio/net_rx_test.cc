@@ -138,9 +138,9 @@ TEST_F(NetRx, BatchedFrameCutShortByItsSlotIsDroppedNotOverRead) {
   start(1, kAll);
   auto bufs = post_rx(64, 4096);
   // The backend reports the second frame's whole length, more than a slot
-  // holds (a tap's read() does that when it cuts a frame short): it is
-  // dropped, and neither delivered with bytes from past its slot nor
-  // allowed to stop the frames after it.
+  // holds (NetBackend allows it for a frame cut short): it is dropped, and
+  // neither delivered with bytes from past its slot nor allowed to stop the
+  // frames after it.
   queue(1, 100, 1);
   backend->rx[0].push_back(with_header(frame_bytes(net::kMaxFrameBytes + 100, 2)));
   queue(3, 100, 3);
@@ -148,6 +148,32 @@ TEST_F(NetRx, BatchedFrameCutShortByItsSlotIsDroppedNotOverRead) {
   EXPECT_EQ(delivered(0, bufs), frames);
   EXPECT_EQ(net->stats(0).rx_dropped, 1u);
   EXPECT_FALSE(net->needs_reset());
+}
+
+// A frame as long as a frame can be is delivered; one byte more fills the
+// receive buffer, so it was cut short: dropped. With the backend reporting
+// the bytes it placed (as Linux's tap does).
+void boundary_frames_on(NetRx& t, bool direct) {
+  t.start(1, kAll);
+  t.backend->clamp_receives = true;
+  auto bufs = t.post_rx(60, 8192);
+  if (direct) t.queue(6, 7000, 0);  // large frames: read straight into the chains
+  t.queue(1, net::kMaxFrameBytes, 10);
+  t.backend->rx[0].push_back(with_header(frame_bytes(net::kMaxFrameBytes + 1, 11)));
+  t.backend->rx[0].push_back(with_header(frame_bytes(net::kMaxFrameBytes + 5000, 12)));
+  t.queue(1, 100, 13);
+  t.net->process_queue(0);
+  EXPECT_EQ(t.delivered(0, bufs), t.frames);
+  EXPECT_EQ(t.net->stats(0).rx_dropped, 2u);
+  EXPECT_FALSE(t.net->needs_reset());
+}
+
+TEST_F(NetRx, LongestFrameIsDeliveredAndOneByteMoreDroppedInABatch) {
+  boundary_frames_on(*this, /*direct=*/false);
+}
+
+TEST_F(NetRx, LongestFrameIsDeliveredAndOneByteMoreDroppedOnTheDirectPath) {
+  boundary_frames_on(*this, /*direct=*/true);
 }
 
 TEST_F(NetRx, ResetForgetsFramesHeldInABatch) {

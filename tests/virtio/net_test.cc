@@ -131,7 +131,7 @@ TEST_F(NetFixture, WritableTransmitBufferNeedsReset) {
   EXPECT_TRUE(net->needs_reset());
 }
 
-TEST_F(NetFixture, FullBackendLeavesTheChainForTheNextKick) {
+TEST_F(NetFixture, FullBackendLeavesTheChainForTheNextPass) {
   start(1, kAll);
   backend->refuse_sends = 1;
   send(frame_bytes(60, 1));

@@ -333,8 +333,8 @@ Result<bool> VirtioNet::send_tx_batch(uint16_t pair, Queue& queue, size_t n) {
     }
   }
   if (*taken == n) return true;
-  // The backend is full: the rest stay available; the next notification
-  // retries (see the header comment).
+  // The backend is full: the rest stay available; its tx_event_fd or the
+  // next notification retries (see the header comment).
   queue.set_ring_positions(static_cast<uint16_t>(queue.next_avail() - (n - *taken)),
                            queue.next_used());
   return false;

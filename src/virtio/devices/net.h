@@ -35,7 +35,7 @@
 // each, larger ones go out with writev from guest memory. The vnet header
 // the driver sends is copied out, checked and sent from that copy (the
 // driver cannot change it after the check). If the backend cannot take a
-// frame (EAGAIN: a tap with a limited sndbuf, rarely) that chain and the
+// frame (EAGAIN: only a tap with a limited sndbuf) that chain and the
 // ones after it stay available, in order; the backend's tx_event_fd (a
 // BackendEvent watched for EPOLLOUT) or the next tx notification retries.
 //
