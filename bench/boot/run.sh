@@ -4,6 +4,12 @@
 # measures is VMM start-up + VM creation + guest load + tear-down.
 #
 #   bench/boot/run.sh [N] [--only skiff|qemu]      (N runs each, default 20)
+#   bench/boot/run.sh [N] --fake-kvm
+#
+# --fake-kvm (hosts without /dev/kvm): skiff alone with KVM answered by
+# tests/kvm/fake_kvm.c, i.e. skiff's own share of the boot (start-up, VM
+# build, guest load, tear-down; no kernel KVM work), against the issue's
+# targets (5 ms, 4 MiB) and, as the floor, /bin/false launched the same way.
 #
 # Environment (defaults in brackets):
 #   SKIFF_BUILD_DIR  build tree [build/main]
@@ -11,15 +17,18 @@
 #   GUEST_ELF        guest [$SKIFF_BUILD_DIR/tests/guests/exit_now.pvh.elf]
 #   QEMU             [qemu-system-x86_64]
 #   QEMU_CPU         [host,-arch-capabilities] (see bench/README.md)
+#   RUSAGE_EXEC      launcher [$SKIFF_BUILD_DIR/bench/boot/rusage_exec]
+#   FAKE_KVM         [$SKIFF_BUILD_DIR/tests/kvm/libskiff_fake_kvm.so]
 # Prints "skipped: <reason>" and exits 77 when something needed is missing.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-runs=20 only=
+runs=20 only= fake=
 while (($#)); do
   case "$1" in
   --only) only=${2:?--only needs skiff or qemu}; shift ;;
-  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --fake-kvm) fake=1 ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *[!0-9]* | '') echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   *) runs=$1 ;;
   esac
@@ -34,10 +43,25 @@ qemu=${QEMU:-qemu-system-x86_64}
 # -cpu host alone aborts on hosts whose KVM refuses MSR_IA32_ARCH_CAPABILITIES
 # (kvm_pvm: "failed to set MSR 0x10a"); the guest never reads it.
 qemu_cpu=${QEMU_CPU:-host,-arch-capabilities}
+launcher=${RUSAGE_EXEC:-$build/bench/boot/rusage_exec}
+fake_kvm=${FAKE_KVM:-$build/tests/kvm/libskiff_fake_kvm.so}
 
 skip() { echo "skipped: $*"; exit 77; }
-if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then skip "/dev/kvm is not usable by $(id -un)"; fi
+[ -x "$launcher" ] || skip "launcher $launcher missing (build the rusage_exec target, or set RUSAGE_EXEC)"
 [ -f "$guest" ] || skip "guest $guest missing (build the tests/guests targets, or set GUEST_ELF)"
+skiff_cmd="$skiff --kernel $guest --memory size=128M --cpus boot=1 --serial off"
+if [ -n "$fake" ]; then
+  [ -z "$only" ] || { echo "run.sh: --fake-kvm runs skiff only; drop --only" >&2; exit 2; }
+  [ -x "$skiff" ] || skip "skiff binary $skiff missing (build it or set SKIFF)"
+  [ -f "$fake_kvm" ] || skip "$fake_kvm missing (build the skiff_fake_kvm target, or set FAKE_KVM)"
+  echo "host: $(nproc) cpus, $(uname -r); KVM faked by $fake_kvm: skiff's own share only"
+  exec python3 "$root/bench/boot/measure.py" --launcher "$launcher" --runs "$runs" --expect-status 1 \
+    --env "skiff:LD_PRELOAD=$fake_kvm" --target wall=5 --target rss=4 \
+    "skiff=$skiff_cmd" "false=/bin/false"
+fi
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+  skip "/dev/kvm is not usable by $(id -un) (--fake-kvm measures skiff's own share without it)"
+fi
 if [ "$only" != qemu ]; then
   [ -x "$skiff" ] || skip "skiff binary $skiff missing (build it, set SKIFF, or use --only qemu)"
 fi
@@ -53,10 +77,9 @@ fi
 machine=microvm,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=off,acpi=off
 qemu_cmd="$qemu -accel kvm -M $machine -cpu $qemu_cpu -m 128M -nodefaults -no-user-config"
 qemu_cmd+=" -nographic -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel $guest"
-skiff_cmd="$skiff --kernel $guest --memory size=128M --cpus boot=1 --serial off"
 
 vmms=()
 [ "$only" = qemu ] || vmms+=("skiff=$skiff_cmd")
 [ "$only" = skiff ] || vmms+=("qemu=$qemu_cmd")
 echo "host: $(nproc) cpus, $(uname -r), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)"
-exec python3 "$root/bench/boot/measure.py" --runs "$runs" --expect-status 1 --silent qemu "${vmms[@]}"
+exec python3 "$root/bench/boot/measure.py" --launcher "$launcher" --runs "$runs" --expect-status 1 --silent qemu "${vmms[@]}"

@@ -1,0 +1,163 @@
+"""The whole skiff process on hosts without /dev/kvm, KVM answered by fake_kvm.c.
+
+Every other test that runs the skiff binary on a guest needs /dev/kvm. These
+run the same command line path (options, Machine::create, guest memory, the
+boot protocols' loaders, vCPU threads, the exit port, tear-down) with
+tests/kvm/fake_kvm.c preloaded, and check what skiff hands to the first
+KVM_RUN: the memory slots, the entry registers each boot protocol specifies
+(../shared/specs/linux-x86-boot.rst, the PVH and Multiboot specifications)
+and the structures the registers point at. fake_kvm's first KVM_RUN reports
+an `out 0xf4` of 0, so skiff must exit 1.
+"""
+import os
+import struct
+import subprocess
+import tempfile
+import unittest
+
+BUILD_DIR = os.environ.get("SKIFF_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build/main"))
+SKIFF = os.path.join(BUILD_DIR, "src/cli/skiff")
+GUESTS = os.path.join(BUILD_DIR, "tests/guests")
+FAKE_KVM = os.path.join(BUILD_DIR, "tests/kvm/libskiff_fake_kvm.so")
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def run_skiff(kernel, *args):
+    """Runs skiff on a guest under fake_kvm; returns (status, report dict, stderr)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = os.path.join(tmp, "report")
+        env = dict(os.environ, LD_PRELOAD=FAKE_KVM, SKIFF_FAKE_KVM_REPORT=report_path)
+        # An ASan build wants its runtime first; the preloaded stand-in is plain C.
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        proc = subprocess.run([SKIFF, "--kernel", os.path.join(GUESTS, kernel), "--serial", "off", *args],
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        report = {"slots": []}
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                lines = f.read().splitlines()
+            for line in lines:
+                key, _, value = line.strip().partition(" ")
+                if key == "slot":
+                    _, gpa, size = value.split()
+                    report["slots"].append((int(gpa, 16), int(size, 16)))
+                elif key.startswith("at_"):
+                    report[key] = None if value == "none" else bytes.fromhex(value)
+                else:
+                    report[key] = int(value, 16) if value.startswith("0x") else int(value)
+    return proc.returncode, report, proc.stderr
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def elf_notes(path):
+    """(type, desc) of every note in an ELF file's PT_NOTE segments."""
+    data = read_bytes(path)
+    is64 = data[4] == 2
+    if is64:
+        phoff, = struct.unpack_from("<Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    else:
+        phoff, = struct.unpack_from("<I", data, 0x1c)
+        phentsize, phnum = struct.unpack_from("<HH", data, 0x2a)
+    notes = []
+    for i in range(phnum):
+        ph = phoff + i * phentsize
+        p_type, = struct.unpack_from("<I", data, ph)
+        if p_type != 4:  # PT_NOTE
+            continue
+        if is64:
+            off, = struct.unpack_from("<Q", data, ph + 8)
+            size, = struct.unpack_from("<Q", data, ph + 32)
+        else:
+            off, size = struct.unpack_from("<I", data, ph + 4)[0], struct.unpack_from("<I", data, ph + 16)[0]
+        pos = off
+        while pos + 12 <= off + size:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+            desc = pos + 12 + ((namesz + 3) & ~3)
+            notes.append((ntype, data[desc:desc + descsz]))
+            pos = desc + ((descsz + 3) & ~3)
+    return notes
+
+
+def elf_entry(path):
+    data = read_bytes(path)
+    return struct.unpack_from("<Q" if data[4] == 2 else "<I", data, 0x18)[0]
+
+
+class FakeKvm(unittest.TestCase):
+    def setUp(self):
+        for path in (SKIFF, FAKE_KVM):
+            if not os.path.exists(path):
+                self.fail(f"{path} is missing: build the skiff and skiff_fake_kvm targets")
+
+    def boot(self, kernel, *args):
+        status, report, stderr = run_skiff(kernel, *args)
+        self.assertEqual(status, 1, f"skiff should exit (0 << 1) | 1 at the guest's out 0xf4; stderr:\n{stderr}")
+        self.assertIn("rip", report, f"no KVM_RUN reached; stderr:\n{stderr}")
+        return report
+
+    def test_pvh_enters_at_the_note_entry_in_32_bit_protected_mode_with_start_info_in_rbx(self):
+        r = self.boot("exit_now.pvh.elf", "--memory", "size=128M")
+        self.assertEqual(r["slots"], [(0, 128 * MiB)])
+        entry = [d for t, d in elf_notes(os.path.join(GUESTS, "exit_now.pvh.elf")) if t == 18]  # PHYS32_ENTRY
+        self.assertEqual(len(entry), 1)
+        self.assertEqual(r["rip"], struct.unpack_from("<I", entry[0])[0])
+        self.assertEqual(r["cr0"] & 0x80000001, 1, "protected mode, paging off")
+        self.assertEqual((r["cs_db"], r["cs_l"]), (1, 0), "32-bit code segment")
+        info = r["at_rbx"]
+        self.assertIsNotNone(info, "rbx must point into guest RAM")
+        magic, version, _flags, nr_modules = struct.unpack_from("<IIII", info, 0)
+        rsdp, memmap, memmap_entries = struct.unpack_from("<QQI", info, 0x20)
+        self.assertEqual(magic, 0x336EC578)
+        self.assertGreaterEqual(version, 1, "version 1 carries the memory map")
+        self.assertEqual(nr_modules, 0, "no --initramfs")
+        self.assertTrue(rsdp and memmap, "ACPI RSDP and memory map addresses")
+        self.assertGreaterEqual(memmap_entries, 2)
+
+    def test_multiboot_enters_at_the_elf_entry_with_the_magic_and_info_in_ebx(self):
+        r = self.boot("exit_now.mb.elf", "--memory", "size=256M", "--cmdline", "fake kvm")
+        self.assertEqual(r["rax"], 0x2BADB002)
+        self.assertEqual(r["rip"], elf_entry(os.path.join(GUESTS, "exit_now.mb.elf")))
+        self.assertEqual(r["cr0"] & 0x80000001, 1)
+        info = r["at_rbx"]
+        self.assertIsNotNone(info)
+        flags, mem_lower, mem_upper = struct.unpack_from("<III", info, 0)
+        for bit, what in ((0, "mem_lower/upper"), (2, "cmdline"), (6, "mmap")):
+            self.assertTrue(flags & (1 << bit), f"flags {flags:#x} lack {what}")
+        self.assertEqual(mem_lower, 639)
+        # mem_upper: KiB from 1 MiB up to the first hole, so all but the first MiB.
+        self.assertEqual(mem_upper, (256 * MiB - MiB) // 1024)
+
+    def test_bzimage_enters_the_64_bit_entry_in_long_mode_with_the_zero_page_in_rsi(self):
+        r = self.boot("hello.bzImage", "--memory", "size=128M", "--cmdline", "console=ttyS0")
+        self.assertEqual(r["efer"] & 0x500, 0x500, "EFER.LME and LMA")
+        self.assertEqual(r["cr0"] & 0x80000001, 0x80000001, "paging and protection on")
+        self.assertTrue(r["cr4"] & 0x20, "CR4.PAE")
+        self.assertEqual(r["cs_l"], 1, "64-bit code segment")
+        zero_page = r["at_rsi"]
+        self.assertIsNotNone(zero_page, "rsi must point into guest RAM")
+        self.assertEqual(zero_page[0x202:0x206], b"HdrS")
+        code32_start, = struct.unpack_from("<I", zero_page, 0x214)
+        self.assertEqual(r["rip"], code32_start + 0x200, "the 64-bit entry is startup_32 + 0x200")
+        self.assertNotEqual(zero_page[0x210], 0, "type_of_loader must be set")
+        self.assertGreaterEqual(zero_page[0x1E8], 2, "e820 entries")
+        cmd_line_ptr, = struct.unpack_from("<I", zero_page, 0x228)
+        self.assertNotEqual(cmd_line_ptr, 0)
+
+    def test_ram_beyond_the_pci_hole_is_a_second_slot_above_4_gib(self):
+        r = self.boot("exit_now.pvh.elf", "--memory", "size=5G")
+        self.assertEqual(r["slots"], [(0, 3 * GiB), (4 * GiB, 2 * GiB)])
+
+    def test_application_processors_waiting_in_kvm_run_are_stopped_at_exit(self):
+        # fake_kvm keeps vCPUs 1-3 inside KVM_RUN until skiff kicks them:
+        # exiting must interrupt and join them, not hang.
+        self.boot("exit_now.pvh.elf", "--memory", "size=128M", "--cpus", "boot=4")
+
+
+if __name__ == "__main__":
+    unittest.main()
