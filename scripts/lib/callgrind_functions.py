@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Prints the functions of one program that callgrind saw run.
+
+  callgrind_functions.py OBJECT_SUFFIX FILE...
+
+FILEs are callgrind outputs of runs with --demangle=no; OBJECT_SUFFIX picks
+the program's own code (e.g. /src/cli/skiff) from the libraries'. The names
+(mangled, as in the symbol table) come out once each, in the order first
+seen across the files: the format lld's --symbol-ordering-file reads.
+Callgrind compresses names: "fn=(12) name" defines id 12, later "fn=(12)"
+refers to it; objects likewise with ob=/cob=, and cfn= defines too.
+"""
+import re
+import sys
+
+DEF = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
+
+
+def functions(path, suffix):
+    objects, names, seen = {}, {}, []
+    current_object = None
+    with open(path) as f:
+        for line in f:
+            m = DEF.match(line.rstrip("\n"))
+            if not m:
+                continue
+            kind, ident, name = m.groups()
+            table = objects if kind.endswith("ob") else names
+            if name:
+                table[ident] = name
+            if kind == "ob":
+                current_object = objects.get(ident, "")
+            elif kind == "fn" and current_object.endswith(suffix):
+                seen.append(names[ident])
+    return seen
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    suffix, out = sys.argv[1], {}
+    for path in sys.argv[2:]:
+        for name in functions(path, suffix):
+            out.setdefault(name, None)
+    if not out:
+        sys.exit(f"callgrind_functions.py: no function of an object ending in {suffix} ran")
+    sys.stdout.write("".join(f"{name}\n" for name in out))
+
+
+if __name__ == "__main__":
+    main()
