@@ -36,7 +36,7 @@ Result<Fd> open_queue(const std::string& name, short flags) {
 
 }  // namespace
 
-Result<std::unique_ptr<Tap>> Tap::open(const std::string& name, uint16_t queue_pairs) {
+Result<std::unique_ptr<Tap>> Tap::open(const std::string& name, uint16_t queue_pairs, TapUse use) {
   if (name.empty() || name.size() >= IFNAMSIZ)
     return fail("tap name '{}' must be 1 to {} characters", name, IFNAMSIZ - 1);
   if (queue_pairs == 0) return fail("tap {}: 0 queue pairs", name);
@@ -66,11 +66,11 @@ Result<std::unique_ptr<Tap>> Tap::open(const std::string& name, uint16_t queue_p
     }
   }
   std::unique_ptr<Tap> tap(new Tap(name, std::move(queues), multi));
-  SKIFF_TRY_VOID(tap->prepare());
+  SKIFF_TRY_VOID(tap->prepare(use));
   return tap;
 }
 
-Result<std::unique_ptr<Tap>> Tap::adopt(std::vector<Fd> fds) {
+Result<std::unique_ptr<Tap>> Tap::adopt(std::vector<Fd> fds, TapUse use) {
   if (fds.empty()) return fail("no tap fds given");
   std::string name;
   bool multi = false;
@@ -94,11 +94,11 @@ Result<std::unique_ptr<Tap>> Tap::adopt(std::vector<Fd> fds) {
   if (fds.size() > 1 && !multi)
     return fail("{} tap fds given but tap {} is not multi_queue", fds.size(), name);
   std::unique_ptr<Tap> tap(new Tap(name, std::move(fds), multi));
-  SKIFF_TRY_VOID(tap->prepare());
+  SKIFF_TRY_VOID(tap->prepare(use));
   return tap;
 }
 
-Result<> Tap::prepare() {
+Result<> Tap::prepare(TapUse use) {
   int hdr = static_cast<int>(kVnetHeaderBytes);
   for (const Fd& fd : queues_) {
     int flags = ::fcntl(fd.get(), F_GETFL);
@@ -107,11 +107,12 @@ Result<> Tap::prepare() {
     // Per interface, but harmless to repeat: every fd we hold agrees.
     if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr) != 0)
       return fail_errno("tap {}: setting the vnet header size to {}", name_, hdr);
+    if (use == TapUse::kVhostNet) continue;
     Fd wake(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     if (!wake) return fail_errno("tap {}: duplicating fd {}", name_, fd.get());
     tx_wake_.push_back(std::move(wake));
   }
-  for (size_t i = 0; i < queues_.size(); ++i) {
+  for (size_t i = 0; use == TapUse::kUserspace && i < queues_.size(); ++i) {
     auto send = TapRing::create();
     auto recv = TapRing::create();
     if (!send || !recv) {

@@ -18,6 +18,10 @@
 // Adopting fds (`fd=[3,4]` from a management stack): each must be a tap
 // opened with IFF_NO_PI | IFF_VNET_HDR, all of the same interface
 // (TUNGETIFF); they are made non-blocking and get the header size set.
+//
+// TapUse::kVhostNet: the kernel's vhost-net moves the frames, skiff only
+// hands it the queue fds. Such a tap gets no io_uring rings and no second
+// fd per queue (tx_event_fd() is -1), and must not be sent or received on.
 #pragma once
 
 #include <memory>
@@ -30,15 +34,20 @@
 
 namespace skiff::net {
 
+// Who moves the frames of a tap's queues.
+enum class TapUse { kUserspace, kVhostNet };
+
 class Tap final : public NetBackend {
  public:
   // Opens interface `name` (created if it does not exist, which needs
   // CAP_NET_ADMIN) with `queue_pairs` queues. Errors name the interface and
   // say what to do (e.g. recreate it with multi_queue).
   [[nodiscard]] static Result<std::unique_ptr<Tap>> open(const std::string& name,
-                                                         uint16_t queue_pairs);
+                                                         uint16_t queue_pairs,
+                                                         TapUse use = TapUse::kUserspace);
   // Takes ownership of already-open tap fds, one per queue pair.
-  [[nodiscard]] static Result<std::unique_ptr<Tap>> adopt(std::vector<Fd> fds);
+  [[nodiscard]] static Result<std::unique_ptr<Tap>> adopt(std::vector<Fd> fds,
+                                                          TapUse use = TapUse::kUserspace);
 
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] int fd(uint16_t pair) const { return queues_[pair].get(); }
@@ -56,7 +65,9 @@ class Tap final : public NetBackend {
   // for EPOLLIN (rx_event_fd) and, apart, for EPOLLOUT: signalled when the
   // queue has room after send() / send_batch() found it full (they make
   // sure the kernel will), and when the interface comes up.
-  [[nodiscard]] int tx_event_fd(uint16_t pair) const override { return tx_wake_[pair].get(); }
+  [[nodiscard]] int tx_event_fd(uint16_t pair) const override {
+    return pair < tx_wake_.size() ? tx_wake_[pair].get() : -1;
+  }
   [[nodiscard]] Result<size_t> receive(uint16_t pair, std::span<const iovec> iov) override;
   // Through the queue's receiving TapRing (one system call per batch), or
   // frame by frame where io_uring is not available.
@@ -75,8 +86,9 @@ class Tap final : public NetBackend {
  private:
   Tap(std::string name, std::vector<Fd> queues, bool multi_queue)
       : name_(std::move(name)), queues_(std::move(queues)), multi_queue_(multi_queue) {}
-  // Header size, non-blocking mode and the offload probe, for every queue.
-  [[nodiscard]] Result<> prepare();
+  // Header size, non-blocking mode and the offload probe, for every queue;
+  // for kUserspace also the rings and the tx_event_fd dups.
+  [[nodiscard]] Result<> prepare(TapUse use);
   // After a write found queue `pair` full: makes the kernel signal
   // tx_event_fd once it has room (see tap.cc). True if it has room already.
   [[nodiscard]] bool arm_tx_event(uint16_t pair);

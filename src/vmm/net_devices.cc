@@ -39,9 +39,9 @@ namespace {
 // duplicates of the inherited fds (they stay open for the next VM built
 // from the same config: API vm.boot after vm.shutdown).
 Result<std::unique_ptr<net::Tap>> open_tap(const NetConfig& c, uint16_t pairs,
-                                           const std::string& what) {
+                                           const std::string& what, net::TapUse use) {
   if (!c.tap.empty()) {
-    auto t = net::Tap::open(c.tap, pairs);
+    auto t = net::Tap::open(c.tap, pairs, use);
     if (!t) return context(t.error(), what);
     return std::move(*t);
   }
@@ -53,7 +53,7 @@ Result<std::unique_ptr<net::Tap>> open_tap(const NetConfig& c, uint16_t pairs,
     if (dup < 0) return fail_errno("{}: fd {} is not open", what, fd);
     fds.emplace_back(dup);
   }
-  auto t = net::Tap::adopt(std::move(fds));
+  auto t = net::Tap::adopt(std::move(fds), use);
   if (!t) return context(t.error(), what);
   return std::move(*t);
 }
@@ -79,7 +79,7 @@ Result<std::unique_ptr<virtio::VhostNetDevice>> make_vhost_net(const NetConfig& 
     return fail("guest RAM has {} regions, more than vhost-net's memory table takes (64)",
                 mem.regions().size());
   uint16_t pairs = net_queue_pairs(c, boot_cpus);
-  auto tap = SKIFF_TRY(open_tap(c, pairs, what));
+  auto tap = SKIFF_TRY(open_tap(c, pairs, what, net::TapUse::kVhostNet));
   virtio::VhostNetOptions o;
   o.mac = SKIFF_TRY(net_mac(c, what));
   o.queue_size = c.queue_size;
@@ -96,7 +96,7 @@ Result<std::unique_ptr<virtio::VhostNetDevice>> make_vhost_net(const NetConfig& 
 Result<std::unique_ptr<virtio::VirtioNet>> make_virtio_net(const NetConfig& c, uint32_t boot_cpus) {
   std::string what = describe_net(c);
   uint16_t pairs = net_queue_pairs(c, boot_cpus);
-  auto tap = SKIFF_TRY(open_tap(c, pairs, what));
+  auto tap = SKIFF_TRY(open_tap(c, pairs, what, net::TapUse::kUserspace));
   virtio::NetOptions opts;
   opts.mac = SKIFF_TRY(net_mac(c, what));
   opts.queue_size = c.queue_size;

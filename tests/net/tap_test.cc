@@ -27,6 +27,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +37,16 @@ namespace skiff::net {
 namespace {
 
 constexpr uint16_t kTestEthertype = 0x88b5;  // IEEE 802 local experimental
+
+// Brings interface `name` up.
+bool set_up(const std::string& name) {
+  Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return false;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
+}
 
 class TapTest : public ::testing::Test {
  protected:
@@ -75,14 +88,6 @@ class TapTest : public ::testing::Test {
     ifr.ifr_data = reinterpret_cast<char*>(&ev);
     if (::ioctl(s.get(), SIOCETHTOOL, &ifr) != 0) return -1;
     return static_cast<int>(ev.data);
-  }
-  static bool set_up(const std::string& name) {
-    Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    ifreq ifr{};
-    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return false;
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
   }
   static std::vector<uint8_t> test_frame(size_t len, uint8_t seed) {
     std::vector<uint8_t> f(len);
@@ -132,6 +137,32 @@ TEST_F(TapTest, OpensMultiQueueTapWithVnetHeader) {
   auto got = (*tap)->receive(0, std::span(&iov, 1));
   ASSERT_TRUE(got) << got.error().what();
   EXPECT_EQ(*got, 0u);
+}
+
+TEST_F(TapTest, ForVhostNetItHoldsOneFdPerQueueAndNoRings) {
+  // The kernel moves the frames: the io_uring rings and the tx_event_fd
+  // dups a userspace tap keeps per queue would be dead weight.
+  auto open_fds = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), {});
+  };
+  auto before = open_fds();
+  auto user = Tap::open("sk16", 2);
+  ASSERT_TRUE(user) << user.error().what();
+  auto user_fds = open_fds() - before;
+  auto kernel = Tap::open("sk17", 2, TapUse::kVhostNet);
+  ASSERT_TRUE(kernel) << kernel.error().what();
+  EXPECT_EQ(open_fds() - before - user_fds, 2) << "one fd per queue";
+  EXPECT_GE(user_fds, 4) << "a userspace tap has a second fd per queue";
+  for (uint16_t i = 0; i < 2; ++i) {
+    EXPECT_EQ((*kernel)->tx_event_fd(i), -1);
+    EXPECT_NE((*user)->tx_event_fd(i), -1);
+    int hdr = 0;
+    ASSERT_EQ(::ioctl((*kernel)->fd(i), TUNGETVNETHDRSZ, &hdr), 0);
+    EXPECT_EQ(hdr, static_cast<int>(kVnetHeaderBytes));
+  }
+  EXPECT_FALSE((*kernel)->sends_in_batches());
+  EXPECT_FALSE((*kernel)->receives_in_batches());
+  EXPECT_NE((*kernel)->supported_offloads() & kOffloadCsum, 0u) << "offloads are still probed";
 }
 
 TEST_F(TapTest, ProbesOffloadsAndSetsThemOnTheInterface) {
@@ -318,6 +349,21 @@ class PacketSocket {
   bool ok_ = false;
 };
 
+// A one-queue tap, up, with a packet socket on it: where the frame tests
+// start. open() asserts: call it in ASSERT_NO_FATAL_FAILURE.
+struct UpTap {
+  void open(const char* name) {
+    auto t = Tap::open(name, 1);
+    ASSERT_TRUE(t) << t.error().what();
+    tap = std::move(*t);
+    ASSERT_TRUE(set_up(name));
+    ps.emplace(name);
+    ASSERT_TRUE(ps->ok()) << std::strerror(errno);
+  }
+  std::optional<std::unique_ptr<Tap>> tap;
+  std::optional<PacketSocket> ps;
+};
+
 // Frames for send_batch(): each a header (12 bytes the test owns) and a
 // frame, kept alive with the iovecs over them.
 class FrameBatch {
@@ -342,11 +388,10 @@ class FrameBatch {
 };
 
 TEST_F(TapTest, SendBatchDeliversEveryFrameInOrder) {
-  auto tap = Tap::open("sk10", 1);
-  ASSERT_TRUE(tap) << tap.error().what();
-  ASSERT_TRUE(set_up("sk10"));
-  PacketSocket ps("sk10");
-  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+  UpTap up;
+  ASSERT_NO_FATAL_FAILURE(up.open("sk10"));
+  auto& tap = up.tap;
+  auto& ps = *up.ps;
   EXPECT_TRUE((*tap)->sends_in_batches()) << "no io_uring: frames go out one write at a time";
 
   constexpr size_t kFrames = kMaxSendBatch;
@@ -361,11 +406,10 @@ TEST_F(TapTest, SendBatchDeliversEveryFrameInOrder) {
 }
 
 TEST_F(TapTest, SendBatchRefusesABadHeaderAndSendsTheFramesAfterIt) {
-  auto tap = Tap::open("sk11", 1);
-  ASSERT_TRUE(tap) << tap.error().what();
-  ASSERT_TRUE(set_up("sk11"));
-  PacketSocket ps("sk11");
-  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+  UpTap up;
+  ASSERT_NO_FATAL_FAILURE(up.open("sk11"));
+  auto& tap = up.tap;
+  auto& ps = *up.ps;
 
   uint8_t good[kVnetHeaderBytes] = {};
   uint8_t bad[kVnetHeaderBytes] = {};
@@ -399,11 +443,10 @@ TEST_F(TapTest, SendBatchOnADownInterfaceRefusesEveryFrameAndTakesThemAll) {
 }
 
 TEST_F(TapTest, ReceiveBatchReadsQueuedFramesInOrderAndNeverWaits) {
-  auto tap = Tap::open("sk13", 1);
-  ASSERT_TRUE(tap) << tap.error().what();
-  ASSERT_TRUE(set_up("sk13"));
-  PacketSocket ps("sk13");
-  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+  UpTap up;
+  ASSERT_NO_FATAL_FAILURE(up.open("sk13"));
+  auto& tap = up.tap;
+  auto& ps = *up.ps;
   EXPECT_TRUE((*tap)->receives_in_batches()) << "no io_uring: frames are read one at a time";
 
   std::vector<std::vector<uint8_t>> bufs(kMaxRecvBatch,
@@ -450,11 +493,10 @@ TEST_F(TapTest, FrameCutShortFillsItsBuffer) {
   // NetBackend's contract, which the device relies on to drop such frames:
   // a frame longer than its buffer comes back at least as long as the
   // buffer, from receive() and receive_batch() alike.
-  auto tap = Tap::open("sk14", 1);
-  ASSERT_TRUE(tap) << tap.error().what();
-  ASSERT_TRUE(set_up("sk14"));
-  PacketSocket ps("sk14");
-  ASSERT_TRUE(ps.ok()) << std::strerror(errno);
+  UpTap up;
+  ASSERT_NO_FATAL_FAILURE(up.open("sk14"));
+  auto& tap = up.tap;
+  auto& ps = *up.ps;
   constexpr size_t kShort = kVnetHeaderBytes + 50;
   // The test's frame's length as `read` saw it, skipping the kernel's own
   // frames; 0 if the tap ran empty first.

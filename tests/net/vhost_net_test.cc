@@ -128,7 +128,7 @@ class VhostNetTest : public ::testing::Test {
 
   // A tap `name` with `pairs` queues, address kHostIp/24, up.
   void open_tap(const std::string& name, uint16_t pairs) {
-    auto t = net::Tap::open(name, pairs);
+    auto t = net::Tap::open(name, pairs, net::TapUse::kVhostNet);
     ASSERT_TRUE(t) << t.error().what();
     tap = std::move(*t);
     Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
