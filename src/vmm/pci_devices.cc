@@ -27,6 +27,7 @@
 #include "vmm/machine_devices.h"
 #include "vmm/net_devices.h"
 #include "vmm/pci_intx.h"
+#include "vmm/virtio_worker.h"
 
 namespace skiff {
 
@@ -106,80 +107,6 @@ void VmPlumbing::unbind_ioevent(uint64_t address, uint32_t len, int eventfd) {
   std::shared_lock lock(vm_mu_);
   if (vm_) (void)vm_->unregister_ioeventfd(address, len, eventfd);
 }
-
-// --- VirtioWorker: one thread per device, epoll over its queue eventfds.
-class VirtioWorker {
- public:
-  [[nodiscard]] static Result<std::unique_ptr<VirtioWorker>> start(
-      std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name) {
-    std::unique_ptr<VirtioWorker> w(new VirtioWorker(std::move(dev), std::move(name)));
-    int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) return fail_errno("epoll_create1 for {}", w->name_);
-    w->epoll_.reset(ep);
-    w->stop_ = SKIFF_TRY(EventFd::create(0, EFD_NONBLOCK));
-    SKIFF_TRY_VOID(w->watch(w->stop_.get(), kStopToken));
-    for (uint16_t q = 0; q < w->dev_->num_queues(); ++q)
-      SKIFF_TRY_VOID(w->watch(w->dev_->queue_eventfd(q), q));
-    // Backend fds (virtio::BackendEvent), edge-triggered; the device drains them.
-    w->backend_ = w->dev_->device().backend_events();
-    for (size_t i = 0; i < w->backend_.size(); ++i)
-      SKIFF_TRY_VOID(w->watch(w->backend_[i].fd, kBackendToken + static_cast<uint32_t>(i),
-                              w->backend_[i].events | EPOLLET));
-    w->thread_ = std::thread([p = w.get()] { p->run(); });
-    return w;
-  }
-  ~VirtioWorker() {
-    stop_.signal();
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  static constexpr uint32_t kStopToken = 0xffffffff;
-  static constexpr uint32_t kBackendToken = 0x10000;  // + index into backend_
-  VirtioWorker(std::shared_ptr<virtio::VirtioPciDevice> dev, std::string name)
-      : dev_(std::move(dev)), name_(std::move(name)) {}
-
-  Result<> watch(int fd, uint32_t token, uint32_t events = EPOLLIN) {
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.u32 = token;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
-      return fail_errno("epoll_ctl for {}", name_);
-    return {};
-  }
-
-  void run() {
-    pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
-    epoll_event events[16];
-    for (;;) {
-      int n = ::epoll_wait(epoll_.get(), events, 16, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        LOG_ERROR("{}: epoll_wait failed: {}; the device stops", name_, std::strerror(errno));
-        return;
-      }
-      for (int i = 0; i < n; ++i) {
-        uint32_t token = events[i].data.u32;
-        if (token == kStopToken) return;
-        if (token >= kBackendToken) {
-          dev_->process_queue(backend_[token - kBackendToken].queue);
-          continue;
-        }
-        uint16_t q = static_cast<uint16_t>(token);
-        uint64_t v = 0;
-        if (::read(dev_->queue_eventfd(q), &v, sizeof v) != sizeof v) continue;
-        dev_->process_queue(q);
-      }
-    }
-  }
-
-  std::shared_ptr<virtio::VirtioPciDevice> dev_;
-  std::string name_;
-  std::vector<virtio::BackendEvent> backend_;
-  Fd epoll_;
-  EventFd stop_;
-  std::thread thread_;
-};
 
 pci::BarWindow pci_mmio64_window(uint64_t memory_size) {
   constexpr uint64_t kAlign = x86::kGiB;
@@ -346,7 +273,11 @@ Result<> PciDevices::add(std::shared_ptr<virtio::VirtioPciDevice> dev, std::stri
     return fail("pci: {} landed in slot {}, not {}", name, slot, devices_.size() + 1);
   LOG_INFO("pci: 00:{:02x}.0 virtio {} ({})", slot, dev->device().name(), name);
   dev->device().set_event_callback(forward_device_events(name, device_events_));
-  auto worker = SKIFF_TRY(VirtioWorker::start(dev, name));
+  std::vector<int> kicks;
+  for (uint16_t q = 0; q < dev->num_queues(); ++q) kicks.push_back(dev->queue_eventfd(q));
+  auto worker =
+      SKIFF_TRY(VirtioWorker::start(name, std::move(kicks), dev->device().backend_events(),
+                                    [dev](uint16_t q) { dev->process_queue(q); }));
   devices_.push_back(Entry{std::move(name), std::move(dev), std::move(worker)});
   return {};
 }
