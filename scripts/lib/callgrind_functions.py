@@ -5,8 +5,10 @@
 
 FILEs are callgrind outputs of runs with --demangle=no; OBJECT_SUFFIX picks
 the program's own code (e.g. /src/cli/skiff) from the libraries'. The names
-(mangled, as in the symbol table) come out once each, in the order first
-seen across the files: the format lld's --symbol-ordering-file reads.
+(mangled, as in the symbol table) come out once each, sorted: the format
+lld's --symbol-ordering-file reads. (Which of them comes first matters
+little, as long as they all lie together; sorted, a rerun on unchanged code
+rewrites nothing.)
 Callgrind compresses names: "fn=(12) name" defines id 12, later "fn=(12)"
 refers to it; objects likewise with ob=/cob=, and cfn= defines too.
 """
@@ -38,13 +40,12 @@ def functions(path, suffix):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    suffix, out = sys.argv[1], {}
+    suffix, out = sys.argv[1], set()
     for path in sys.argv[2:]:
-        for name in functions(path, suffix):
-            out.setdefault(name, None)
+        out.update(functions(path, suffix))
     if not out:
         sys.exit(f"callgrind_functions.py: no function of an object ending in {suffix} ran")
-    sys.stdout.write("".join(f"{name}\n" for name in out))
+    sys.stdout.write("".join(f"{name}\n" for name in sorted(out)))
 
 
 if __name__ == "__main__":
