@@ -20,6 +20,10 @@
 // guest memory in hex: 0x240 bytes at rsi (a Linux zero page with its
 // setup header) and 64 at rbx (hvm_start_info, Multiboot information),
 // "none" where that is not RAM.
+//
+// With SKIFF_FAKE_KVM_RAM=PATH it also writes memory slot 0 to PATH as it
+// is at that moment (a sparse file: pages of zeroes are holes), for tests
+// that follow the boot structures to what they point at.
 #define _GNU_SOURCE
 #include <cpuid.h>
 #include <dlfcn.h>
@@ -196,7 +200,23 @@ static void report_bytes(FILE* f, const char* name, uint64_t gpa, unsigned len) 
   fprintf(f, "%s\n", p ? "" : "none");
 }
 
+static void dump_ram(const char* path) {
+  static const uint8_t zero[4096];
+  const struct slot* s = &st.slots[0];
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  for (uint64_t off = 0; off < s->size; off += sizeof zero) {
+    const uint8_t* page = (const uint8_t*)(uintptr_t)(s->host + off);
+    if (memcmp(page, zero, sizeof zero) != 0 && pwrite(fd, page, sizeof zero, (off_t)off) < 0)
+      break;
+  }
+  if (ftruncate(fd, (off_t)s->size) < 0) perror("fake_kvm: sizing the RAM image");
+  real_close(fd);
+}
+
 static void report(void) {
+  const char* ram = getenv("SKIFF_FAKE_KVM_RAM");
+  if (ram && st.slots[0].size) dump_ram(ram);
   const char* path = getenv("SKIFF_FAKE_KVM_REPORT");
   FILE* f = path ? fopen(path, "w") : NULL;
   if (!f) return;

@@ -6,9 +6,13 @@ boot protocols' loaders, vCPU threads, the exit port, tear-down) with
 tests/kvm/fake_kvm.c preloaded, and check what skiff hands to the first
 KVM_RUN: the memory slots, the entry registers each boot protocol specifies
 (../shared/specs/linux-x86-boot.rst, the PVH and Multiboot specifications)
-and the structures the registers point at. fake_kvm's first KVM_RUN reports
+and the structures the registers point at, followed through a copy of guest
+RAM to the command line, the memory map and the initramfs bytes (the same
+facts the kvm-labelled guest tests have the guests print, which need
+/dev/kvm). fake_kvm's first KVM_RUN reports
 an `out 0xf4` of 0, so skiff must exit 1.
 """
+import hashlib
 import os
 import struct
 import subprocess
@@ -24,11 +28,32 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-def run_skiff(kernel, *args):
-    """Runs skiff on a guest under fake_kvm; returns (status, report dict, stderr)."""
+class Ram:
+    """Guest RAM below the PCI hole as skiff left it for the first KVM_RUN."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.data = f.read()
+
+    def bytes(self, gpa, n):
+        if gpa + n > len(self.data):
+            raise AssertionError(f"[{gpa:#x}, {gpa + n:#x}) is not in guest RAM")
+        return self.data[gpa:gpa + n]
+
+    def cstring(self, gpa):
+        end = self.data.index(b"\0", gpa)
+        return self.data[gpa:end].decode()
+
+
+def run_skiff(kernel, *args, ram=False):
+    """Runs skiff on a guest under fake_kvm; returns (status, report dict, stderr).
+
+    With ram=True the report's "ram" is a Ram of slot 0."""
     with tempfile.TemporaryDirectory() as tmp:
         report_path = os.path.join(tmp, "report")
         env = dict(os.environ, LD_PRELOAD=FAKE_KVM, SKIFF_FAKE_KVM_REPORT=report_path)
+        if ram:
+            env["SKIFF_FAKE_KVM_RAM"] = os.path.join(tmp, "ram")
         # An ASan build wants its runtime first; the preloaded stand-in is plain C.
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
         proc = subprocess.run([SKIFF, "--kernel", os.path.join(GUESTS, kernel), "--serial", "off", *args],
@@ -46,6 +71,8 @@ def run_skiff(kernel, *args):
                     report[key] = None if value == "none" else bytes.fromhex(value)
                 else:
                     report[key] = int(value, 16) if value.startswith("0x") else int(value)
+        if ram and os.path.exists(env["SKIFF_FAKE_KVM_RAM"]):
+            report["ram"] = Ram(env["SKIFF_FAKE_KVM_RAM"])
     return proc.returncode, report, proc.stderr
 
 
@@ -89,18 +116,21 @@ def elf_entry(path):
     return struct.unpack_from("<Q" if data[4] == 2 else "<I", data, 0x18)[0]
 
 
-class FakeKvm(unittest.TestCase):
+class SkiffUnderFakeKvm(unittest.TestCase):
     def setUp(self):
         for path in (SKIFF, FAKE_KVM):
             if not os.path.exists(path):
                 self.fail(f"{path} is missing: build the skiff and skiff_fake_kvm targets")
 
-    def boot(self, kernel, *args):
-        status, report, stderr = run_skiff(kernel, *args)
+    def boot(self, kernel, *args, ram=False):
+        status, report, stderr = run_skiff(kernel, *args, ram=ram)
         self.assertEqual(status, 1, f"skiff should exit (0 << 1) | 1 at the guest's out 0xf4; stderr:\n{stderr}")
         self.assertIn("rip", report, f"no KVM_RUN reached; stderr:\n{stderr}")
         return report
 
+
+# The registers and memory slots each boot protocol starts the guest with.
+class EntryState(SkiffUnderFakeKvm):
     def test_pvh_enters_at_the_note_entry_in_32_bit_protected_mode_with_start_info_in_rbx(self):
         r = self.boot("exit_now.pvh.elf", "--memory", "size=128M")
         self.assertEqual(r["slots"], [(0, 128 * MiB)])
@@ -157,6 +187,94 @@ class FakeKvm(unittest.TestCase):
         # fake_kvm keeps vCPUs 1-3 inside KVM_RUN until skiff kicks them:
         # exiting must interrupt and join them, not hang.
         self.boot("exit_now.pvh.elf", "--memory", "size=128M", "--cpus", "boot=4")
+
+
+
+# Each protocol's structures, followed from the entry registers to the
+# memory map, the command line and the initramfs/module bytes.
+class BootData(SkiffUnderFakeKvm):
+    CMDLINE = "console=ttyS0 fake_kvm=1 x=" + "y" * 300
+
+    def setUp(self):
+        super().setUp()
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.initrd = os.path.join(tmp.name, "initrd")
+        # Not a multiple of a page, so a loader that rounds shows.
+        self.initrd_bytes = os.urandom(300 * 1024 + 123)
+        with open(self.initrd, "wb") as f:
+            f.write(self.initrd_bytes)
+
+    def assert_module(self, ram, gpa, size):
+        self.assertEqual(size, len(self.initrd_bytes))
+        self.assertEqual(hashlib.sha256(ram.bytes(gpa, size)).hexdigest(),
+                         hashlib.sha256(self.initrd_bytes).hexdigest(), "initramfs bytes in guest RAM")
+
+    def assert_ram_map(self, ram_ranges, mem_bytes, *inside):
+        """RAM entries: none overlapping, none past the guest's RAM, adding up
+        to all of it but the legacy holes, and holding each (gpa, size)."""
+        ram_ranges = sorted(ram_ranges)
+        for (a, n), (b, _) in zip(ram_ranges, ram_ranges[1:]):
+            self.assertLessEqual(a + n, b, f"RAM entries overlap: {ram_ranges}")
+        total = sum(n for _, n in ram_ranges)
+        self.assertLessEqual(total, mem_bytes)
+        self.assertGreater(total, mem_bytes - 1 * MiB, "the map hides RAM beyond the legacy hole")
+        for gpa, size in inside:
+            self.assertTrue(any(a <= gpa and gpa + size <= a + n for a, n in ram_ranges),
+                            f"[{gpa:#x}, +{size:#x}) is not in a RAM entry of {ram_ranges}")
+
+    def test_pvh_start_info_points_at_the_cmdline_the_module_and_the_memory_map(self):
+        r = self.boot("exit_now.pvh.elf", "--memory", "size=128M", "--initramfs", self.initrd,
+                      "--cmdline", self.CMDLINE, ram=True)
+        ram = r["ram"]
+        _, _, _, nr_modules, modlist, cmdline, _, memmap, entries = struct.unpack_from(
+            "<IIIIQQQQI", ram.bytes(r["rbx"], 52))
+        self.assertEqual(ram.cstring(cmdline), self.CMDLINE)
+        self.assertEqual(nr_modules, 1)
+        paddr, size, _, _ = struct.unpack_from("<QQQQ", ram.bytes(modlist, 32))
+        self.assert_module(ram, paddr, size)
+        table = [struct.unpack_from("<QQI", ram.bytes(memmap + 24 * i, 20)) for i in range(entries)]
+        self.assert_ram_map([(a, n) for a, n, t in table if t == 1], 128 * MiB, (paddr, size),
+                            (r["rbx"], 56), (0x100000, 4096))
+
+    def test_bzimage_zero_page_points_at_the_cmdline_the_initrd_and_holds_the_e820_map(self):
+        r = self.boot("hello.bzImage", "--memory", "size=128M", "--initramfs", self.initrd,
+                      "--cmdline", self.CMDLINE, ram=True)
+        ram, zp = r["ram"], r["at_rsi"]
+        cmd_line_ptr, = struct.unpack_from("<I", zp, 0x228)
+        image, size = struct.unpack_from("<II", zp, 0x218)
+        initrd_addr_max, = struct.unpack_from("<I", zp, 0x22C)
+        self.assertEqual(struct.unpack_from("<II", zp, 0xC0), (0, 0),
+                         "an initrd below 4 GiB leaves ext_ramdisk_image/size 0")
+        self.assertEqual(ram.cstring(cmd_line_ptr), self.CMDLINE)
+        self.assert_module(ram, image, size)
+        self.assertLessEqual(image + size - 1, initrd_addr_max, "initrd above initrd_addr_max")
+        n = zp[0x1E8]
+        full = ram.bytes(r["rsi"], 0x2D0 + 20 * n)
+        table = [struct.unpack_from("<QQI", full, 0x2D0 + 20 * i) for i in range(n)]
+        self.assert_ram_map([(a, s) for a, s, t in table if t == 1], 128 * MiB, (image, size),
+                            (cmd_line_ptr, len(self.CMDLINE) + 1), (r["rip"], 16))
+
+    def test_multiboot_info_points_at_the_cmdline_the_module_and_the_memory_map(self):
+        r = self.boot("exit_now.mb.elf", "--memory", "size=128M", "--initramfs", self.initrd,
+                      "--cmdline", self.CMDLINE, ram=True)
+        ram = r["ram"]
+        info = ram.bytes(r["rbx"], 52)
+        flags, = struct.unpack_from("<I", info, 0)
+        self.assertTrue(flags & (1 << 3), "flags lack mods")
+        cmdline, mods_count, mods_addr = struct.unpack_from("<III", info, 16)
+        mmap_length, mmap_addr = struct.unpack_from("<II", info, 44)
+        self.assertEqual(ram.cstring(cmdline), self.CMDLINE)
+        self.assertEqual(mods_count, 1)
+        mod_start, mod_end, _, _ = struct.unpack_from("<IIII", ram.bytes(mods_addr, 16))
+        self.assert_module(ram, mod_start, mod_end - mod_start)
+        entries, pos, raw = [], 0, ram.bytes(mmap_addr, mmap_length)
+        while pos < mmap_length:
+            size, base, length, kind = struct.unpack_from("<IQQI", raw, pos)
+            entries.append((base, length, kind))
+            pos += size + 4
+        self.assert_ram_map([(a, n) for a, n, t in entries if t == 1], 128 * MiB,
+                            (mod_start, mod_end - mod_start), (r["rbx"], 52))
 
 
 if __name__ == "__main__":
