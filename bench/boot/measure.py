@@ -135,8 +135,8 @@ def main():
     print(header)
     for name, _ in vmms:
         print(f"{name:<12}" + "".join(f"{median(name, key) * scale:>14.1f}" for _, key, scale in COLS))
-    if len(vmms) == 2:
-        (a, _), (b, _) = vmms
+    if len(vmms) >= 2:
+        (a, _), (b, _) = vmms[:2]
         ratios = []
         for _, key, _ in COLS:
             denom = median(b, key)

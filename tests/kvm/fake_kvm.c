@@ -120,6 +120,13 @@ static int check_extension(long cap) {
       return 1024;
     case KVM_CAP_NR_MEMSLOTS:
       return MAX_SLOTS;
+    case KVM_CAP_IRQ_ROUTING:
+      return 4096;  // routes (KVM_MAX_IRQ_ROUTES)
+    case KVM_CAP_MCE:
+      return 32;                // machine-check banks
+    case KVM_CAP_NESTED_STATE:  // a size: 0 = no nested state to save
+    case KVM_CAP_X86_SMM:
+      return 0;
     default:
       return 1;
   }
@@ -180,6 +187,7 @@ static int msr_list(void* arg, const uint32_t* msrs, uint32_t n) {
   return 0;
 }
 
+static const uint32_t kFeatureMsrs[] = {0x8b};  // IA32_UCODE_REV
 static const uint32_t kMsrs[] = {0x10,       0x174,      0x175,      0x176,      0x1a0,
                                  0x277,      0xc0000080, 0xc0000081, 0xc0000082, 0xc0000084,
                                  0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103};
@@ -262,6 +270,14 @@ static int run(int fd) {
   return fail(EINTR);
 }
 
+// KVM_GET_MSRS (system: feature MSRs; vCPU): every MSR reads 0.
+static int get_msrs(void* arg) {
+  uint32_t n = *(const uint32_t*)arg;
+  struct kvm_msr_entry* e = (struct kvm_msr_entry*)((char*)arg + 8);
+  for (uint32_t i = 0; i < n; ++i) e[i].data = 0;
+  return (int)n;
+}
+
 static int system_ioctl(unsigned long req, unsigned long arg) {
   switch (req) {
     case KVM_GET_API_VERSION:
@@ -280,6 +296,27 @@ static int system_ioctl(unsigned long req, unsigned long arg) {
       return supported_cpuid((void*)arg);
     case KVM_GET_MSR_INDEX_LIST & 0xffff:
       return msr_list((void*)arg, kMsrs, sizeof kMsrs / sizeof kMsrs[0]);
+    case KVM_GET_MSR_FEATURE_INDEX_LIST & 0xffff:
+      return msr_list((void*)arg, kFeatureMsrs, 1);
+    case KVM_GET_MSRS & 0xffff:
+      return get_msrs((void*)arg);
+  }
+  // What QEMU asks beyond skiff (bench/boot/run.sh --fake-kvm runs both).
+  switch (req) {
+    case KVM_X86_GET_MCE_CAP_SUPPORTED:  // MCG_LMCE_P | MCG_SER_P | MCG_CTL_P, 10 banks
+      *(uint64_t*)arg = (1ull << 27) | (1ull << 24) | (1ull << 8) | 10;
+      return 0;
+    case KVM_GET_DEVICE_ATTR: {  // KVM_X86_XCOMP_GUEST_SUPP: the host's XCR0
+      const struct kvm_device_attr* a = (const void*)arg;
+      uint32_t lo, hi;
+      __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      *(uint64_t*)(uintptr_t)a->addr = (uint64_t)hi << 32 | lo;
+      return 0;
+    }
+  }
+  if ((_IOC_DIR(req) & _IOC_READ) && arg) {  // any other "get": zeroes
+    memset((void*)arg, 0, _IOC_SIZE(req));
+    return 0;
   }
   return fail(ENOTTY);
 }
@@ -295,6 +332,7 @@ static int vm_ioctl(unsigned long req, unsigned long arg) {
     }
     case KVM_SET_USER_MEMORY_REGION: {
       const struct kvm_userspace_memory_region* m = (const void*)arg;
+      if (m->slot >> 16) return 0;  // another address space (QEMU's SMM): not reported
       if (m->slot >= MAX_SLOTS) return fail(EINVAL);
       st.slots[m->slot] = (struct slot){m->guest_phys_addr, m->memory_size, m->userspace_addr};
       return 0;
@@ -326,6 +364,7 @@ static int vcpu_ioctl(int fd, unsigned long req, unsigned long arg) {
     }
   }
   if ((req & 0xffff) == (KVM_SET_MSRS & 0xffff)) return (int)*(const uint32_t*)arg;
+  if ((req & 0xffff) == (KVM_GET_MSRS & 0xffff)) return get_msrs((void*)arg);
   // Any other "get": zeroes (KVM_GET_REGS, _SREGS, _LAPIC, _MP_STATE ...).
   if ((_IOC_DIR(req) & _IOC_READ) && arg) memset((void*)arg, 0, _IOC_SIZE(req));
   return 0;
