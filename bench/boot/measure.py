@@ -20,6 +20,7 @@ empty.
 import argparse
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,10 +42,17 @@ def measure_once(launcher, argv, env):
     try:
         proc = subprocess.Popen([launcher, str(result_w), *argv], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=(result_w,), env=env)
+                                pass_fds=(result_w,), env=env, start_new_session=True)
     finally:
         os.close(result_w)
-    killer = threading.Timer(RUN_TIMEOUT_S, proc.kill)
+    # The VMM is rusage_exec's child: kill the whole process group.
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    killer = threading.Timer(RUN_TIMEOUT_S, kill)
     killer.start()
     # Waiting before reading stderr would deadlock on a full pipe; the guest
     # says nothing, so a VMM writing more than a pipe's worth is a failure
@@ -56,6 +64,8 @@ def measure_once(launcher, argv, env):
     proc.stderr.close()
     with os.fdopen(result_r) as f:
         line = f.read().split()
+    if timed_out.is_set():
+        sys.exit(f"measure.py: {shlex.join(argv)} did not finish within {RUN_TIMEOUT_S} s (killed)")
     if proc.returncode != 0 or len(line) != 8:
         sys.exit(f"measure.py: {launcher} failed (exit {proc.returncode}): "
                  f"{err.decode(errors='replace').strip()}")

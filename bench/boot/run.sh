@@ -79,7 +79,7 @@ vmms=()
 [ "$only" = skiff ] || vmms+=("qemu=$qemu_cmd")
 extra=()
 if [ -n "$fake" ]; then
-  for name in skiff qemu; do extra+=(--env "$name:LD_PRELOAD=$fake_kvm"); done
+  for vmm in "${vmms[@]}"; do extra+=(--env "${vmm%%=*}:LD_PRELOAD=$fake_kvm"); done
   # The floor (any dynamically linked program started the same way) and the targets.
   vmms+=("false=/bin/false")
   extra+=(--target wall=5 --target rss=4)

@@ -12,9 +12,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // killed with the launcher (measure.py's timeout)
     execvp(argv[2], argv + 2);
     fprintf(stderr, "rusage_exec: cannot run %s: %s\n", argv[2], strerror(errno));
     _exit(127);

@@ -16,11 +16,15 @@ import re
 import sys
 
 DEF = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
+# What callgrind names that is not a symbol: "(below main)", bare addresses.
+NOT_A_SYMBOL = re.compile(r"^\(|^0x[0-9a-f]+$|\s")
+# Callgrind's marks on a name: 'N for the Nth level of recursion.
+RECURSION = re.compile(r"'\d+$")
 
 
 def functions(path, suffix):
     objects, names, seen = {}, {}, []
-    current_object = None
+    current_object = ""
     with open(path) as f:
         for line in f:
             m = DEF.match(line.rstrip("\n"))
@@ -33,7 +37,9 @@ def functions(path, suffix):
             if kind == "ob":
                 current_object = objects.get(ident, "")
             elif kind == "fn" and current_object.endswith(suffix):
-                seen.append(names[ident])
+                symbol = RECURSION.sub("", names[ident])
+                if not NOT_A_SYMBOL.search(symbol):
+                    seen.append(symbol)
     return seen
 
 

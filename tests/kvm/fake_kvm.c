@@ -57,12 +57,18 @@ static struct {
   int exited;
 } st;
 
-static int (*real_ioctl)(int, unsigned long, ...);
-static int (*real_close)(int);
+// The C library's own functions, looked up on first use (another library's
+// constructor may call them before this one's would have run).
+static int real_close(int fd) {
+  static int (*fn)(int);
+  if (!fn) fn = (int (*)(int))dlsym(RTLD_NEXT, "close");
+  return fn(fd);
+}
 
-__attribute__((constructor)) static void init(void) {
-  real_ioctl = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
-  real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+static int real_ioctl(int fd, unsigned long req, unsigned long arg) {
+  static int (*fn)(int, unsigned long, ...);
+  if (!fn) fn = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+  return fn(fd, req, arg);
 }
 
 static int fail(int e) {
@@ -93,7 +99,10 @@ int open(const char* path, int flags, ...) {
   if (is_kvm_path(path)) return new_fd(SYSTEM, 0);
   va_list ap;
   va_start(ap, flags);
-  mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+  // A mode argument exists only with O_CREAT or O_TMPFILE (which includes
+  // O_DIRECTORY's bit: compare all of it), as glibc's __OPEN_NEEDS_MODE.
+  int needs_mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+  mode_t mode = needs_mode ? va_arg(ap, mode_t) : 0;
   va_end(ap);
   static int (*real)(const char*, int, ...);
   if (!real) real = (int (*)(const char*, int, ...))dlsym(RTLD_NEXT, "open");
@@ -226,7 +235,7 @@ static void report(void) {
   const char* ram = getenv("SKIFF_FAKE_KVM_RAM");
   if (ram && st.slots[0].size) dump_ram(ram);
   const char* path = getenv("SKIFF_FAKE_KVM_REPORT");
-  FILE* f = path ? fopen(path, "w") : NULL;
+  FILE* f = path ? fopen(path, "we") : NULL;
   if (!f) return;
   for (int i = 0; i < MAX_SLOTS; ++i)
     if (st.slots[i].size)
@@ -339,11 +348,16 @@ static int vm_ioctl(unsigned long req, unsigned long arg) {
     }
     case KVM_SIGNAL_MSI:
       return 1;
+    case KVM_CREATE_DEVICE:  // no in-kernel devices beyond the irqchip and PIT
+      return fail(ENODEV);
     case KVM_GET_CLOCK:
       memset((void*)arg, 0, sizeof(struct kvm_clock_data));
       return 0;
   }
-  return 0;  // KVM_CREATE_IRQCHIP, KVM_IRQFD, KVM_SET_GSI_ROUTING, ...: done
+  // Any other "get": zeroes (KVM_GET_IRQCHIP, KVM_GET_PIT2, ...); any
+  // "set" or create (KVM_CREATE_IRQCHIP, KVM_IRQFD, ...): done.
+  if ((_IOC_DIR(req) & _IOC_READ) && arg) memset((void*)arg, 0, _IOC_SIZE(req));
+  return 0;
 }
 
 static int vcpu_ioctl(int fd, unsigned long req, unsigned long arg) {
