@@ -6,7 +6,9 @@
 // succeed, "get" calls return zeroes or the host's own CPUID. The first
 // KVM_RUN of vCPU 0 reports what tests/guests/exit_now.S does on its first
 // instruction, `out 0xf4, al` with al = 0, so skiff exits with status 1.
-// Further KVM_RUNs wait until skiff kicks the vCPU (immediate_exit).
+// Further KVM_RUNs wait until skiff kicks the vCPU (immediate_exit, or a
+// signal). QEMU kicks through KVM_SET_SIGNAL_MASK, which this ignores: run
+// QEMU with one vCPU only.
 //
 // What it is for (never for production):
 //  - bench/boot/run.sh --fake-kvm: skiff's own share of a boot (its wall
