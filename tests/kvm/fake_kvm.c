@@ -3,18 +3,20 @@
 // It answers the KVM ioctls skiff issues (src/kvm/kvm.cc) the way a KVM
 // host would, without running anything: create calls hand out memfds (so
 // close(), mmap() of the vCPU run area and fcntl() work), "set" calls
-// succeed, "get" calls return zeroes or the host's own CPUID. The first
-// KVM_RUN of vCPU 0 reports what tests/guests/exit_now.S does on its first
-// instruction, `out 0xf4, al` with al = 0, so skiff exits with status 1.
-// Further KVM_RUNs wait until skiff kicks the vCPU (immediate_exit, or a
-// signal). QEMU kicks through KVM_SET_SIGNAL_MASK, which this ignores: run
-// QEMU with one vCPU only.
+// succeed, "get" calls return zeroes, the host's own CPUID or (vCPU 0's
+// registers) what was set. The first KVM_RUN of vCPU 0 reports what
+// tests/guests/exit_now.S does on its first instruction, `out 0xf4, al`
+// with al = 0, so skiff exits with status 1; SKIFF_FAKE_KVM_EXITS scripts
+// other exits (scripted_exit()). Other KVM_RUNs wait until skiff kicks the
+// vCPU (immediate_exit, or a signal). QEMU kicks through KVM_SET_SIGNAL_MASK, which this ignores:
+// run QEMU with one vCPU only.
 //
 // What it is for (never for production):
 //  - bench/boot/run.sh --fake-kvm: skiff's own share of a boot (its wall
 //    time, CPU time and peak RSS up to the guest's first instruction and
 //    back), measurable on hosts without /dev/kvm;
-//  - tests/kvm/fake_kvm_test.py: the guest state skiff hands to KVM_RUN.
+//  - tests/kvm/fake_kvm_test.py: the guest state skiff hands to KVM_RUN,
+//    and what skiff does on each kind of exit.
 //
 // With SKIFF_FAKE_KVM_REPORT=PATH, the first KVM_RUN of vCPU 0 writes to
 // PATH one "key value" line per fact: the memory slots (slot N GPA SIZE),
@@ -56,7 +58,7 @@ static struct {
   struct slot slots[MAX_SLOTS];
   struct kvm_regs regs;
   struct kvm_sregs sregs;
-  int exited;
+  unsigned vcpu0_runs;
 } st;
 
 // The C library's own functions, looked up on first use (another library's
@@ -254,8 +256,54 @@ static void report(void) {
   fclose(f);
 }
 
-// vCPU 0's first run: the guest's `out 0xf4, al` with al = 0. Later runs
-// (and the other vCPUs) wait for skiff's kick like a halted vCPU would.
+// Exit number `n` of vCPU 0 from SKIFF_FAKE_KVM_EXITS (a comma-separated
+// list; default "io:0xf4:0"): io:PORT:BYTE (an out of one byte), shutdown
+// (a triple fault), emulation (KVM could not emulate `ud2`), reset and
+// poweroff (system events). False when the list has no exit `n`.
+static int scripted_exit(struct kvm_run* run, unsigned n) {
+  const char* list = getenv("SKIFF_FAKE_KVM_EXITS");
+  if (!list || !*list) list = "io:0xf4:0";
+  for (; n > 0 && list; --n) {
+    list = strchr(list, ',');
+    if (list) ++list;
+  }
+  if (!list || !*list) return 0;
+  char tok[64];
+  size_t len = strcspn(list, ",");
+  snprintf(tok, sizeof tok, "%.*s", (int)len, list);
+  unsigned port, byte;
+  memset(run, 0, sizeof *run);
+  if (sscanf(tok, "io:%i:%i", &port, &byte) == 2) {
+    run->exit_reason = KVM_EXIT_IO;
+    run->io.direction = KVM_EXIT_IO_OUT;
+    run->io.size = 1;
+    run->io.port = (uint16_t)port;
+    run->io.count = 1;
+    run->io.data_offset = IO_DATA_OFFSET;
+    ((uint8_t*)run)[IO_DATA_OFFSET] = (uint8_t)byte;
+  } else if (strcmp(tok, "shutdown") == 0) {
+    run->exit_reason = KVM_EXIT_SHUTDOWN;
+  } else if (strcmp(tok, "emulation") == 0) {
+    run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+    run->emulation_failure.suberror = KVM_INTERNAL_ERROR_EMULATION;
+    run->emulation_failure.ndata = 3;
+    run->emulation_failure.flags = KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES;
+    run->emulation_failure.insn_size = 2;
+    run->emulation_failure.insn_bytes[0] = 0x0f;
+    run->emulation_failure.insn_bytes[1] = 0x0b;
+  } else if (strcmp(tok, "reset") == 0 || strcmp(tok, "poweroff") == 0) {
+    run->exit_reason = KVM_EXIT_SYSTEM_EVENT;
+    run->system_event.type = tok[0] == 'r' ? KVM_SYSTEM_EVENT_RESET : KVM_SYSTEM_EVENT_SHUTDOWN;
+  } else {
+    fprintf(stderr, "fake_kvm: SKIFF_FAKE_KVM_EXITS: no such exit '%s'\n", tok);
+    abort();
+  }
+  return 1;
+}
+
+// vCPU 0's runs give the scripted exits in turn (the first also writes the
+// report); once they are used up, and on the other vCPUs, KVM_RUN waits for
+// skiff's kick like a halted vCPU would.
 static int run(int fd) {
   struct kvm_run* run = st.run[fd];
   if (!run) {
@@ -263,16 +311,10 @@ static int run(int fd) {
     if (p == MAP_FAILED) return -1;
     run = st.run[fd] = p;
   }
-  if (st.vcpu_id[fd] == 0 && !__atomic_exchange_n(&st.exited, 1, __ATOMIC_SEQ_CST)) {
-    report();
-    run->exit_reason = KVM_EXIT_IO;
-    run->io.direction = KVM_EXIT_IO_OUT;
-    run->io.size = 1;
-    run->io.port = 0xf4;
-    run->io.count = 1;
-    run->io.data_offset = IO_DATA_OFFSET;
-    ((uint8_t*)run)[IO_DATA_OFFSET] = 0;
-    return 0;
+  if (st.vcpu_id[fd] == 0) {
+    unsigned n = __atomic_fetch_add(&st.vcpu0_runs, 1, __ATOMIC_SEQ_CST);
+    if (n == 0) report();
+    if (scripted_exit(run, n)) return 0;
   }
   while (!__atomic_load_n(&run->immediate_exit, __ATOMIC_SEQ_CST)) {
     struct timespec ms = {0, 1000000};
@@ -371,6 +413,14 @@ static int vcpu_ioctl(int fd, unsigned long req, unsigned long arg) {
       return 0;
     case KVM_SET_SREGS:
       if (st.vcpu_id[fd] == 0) st.sregs = *(const struct kvm_sregs*)arg;
+      return 0;
+    case KVM_GET_REGS:  // vCPU 0 "ran" nothing: as it was set
+      if (st.vcpu_id[fd] != 0) break;
+      *(struct kvm_regs*)arg = st.regs;
+      return 0;
+    case KVM_GET_SREGS:
+      if (st.vcpu_id[fd] != 0) break;
+      *(struct kvm_sregs*)arg = st.sregs;
       return 0;
     case KVM_TRANSLATE: {
       struct kvm_translation* t = (void*)arg;

@@ -45,13 +45,16 @@ class Ram:
         return self.data[gpa:end].decode()
 
 
-def run_skiff(kernel, *args, ram=False):
+def run_skiff(kernel, *args, ram=False, exits=None):
     """Runs skiff on a guest under fake_kvm; returns (status, report dict, stderr).
 
-    With ram=True the report's "ram" is a Ram of slot 0."""
+    With ram=True the report's "ram" is a Ram of slot 0. `exits` scripts
+    vCPU 0's exits (SKIFF_FAKE_KVM_EXITS; default: out 0xf4, 0)."""
     with tempfile.TemporaryDirectory() as tmp:
         report_path = os.path.join(tmp, "report")
         env = dict(os.environ, LD_PRELOAD=FAKE_KVM, SKIFF_FAKE_KVM_REPORT=report_path)
+        if exits:
+            env["SKIFF_FAKE_KVM_EXITS"] = exits
         if ram:
             env["SKIFF_FAKE_KVM_RAM"] = os.path.join(tmp, "ram")
         # An ASan build wants its runtime first; the preloaded stand-in is plain C.
@@ -109,6 +112,18 @@ def elf_notes(path):
             notes.append((ntype, data[desc:desc + descsz]))
             pos = desc + ((descsz + 3) & ~3)
     return notes
+
+
+def elf_bytes_at(path, vaddr, n):
+    """n bytes of an ELF64 file's loadable segment at vaddr."""
+    data = read_bytes(path)
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 1 and p_vaddr <= vaddr < p_vaddr + p_filesz:
+            return data[p_offset + vaddr - p_vaddr:p_offset + vaddr - p_vaddr + n]
+    raise AssertionError(f"{path} loads nothing at {vaddr:#x}")
 
 
 def elf_entry(path):
@@ -275,6 +290,80 @@ class BootData(SkiffUnderFakeKvm):
             pos += size + 4
         self.assert_ram_map([(a, n) for a, n, t in entries if t == 1], 128 * MiB,
                             (mod_start, mod_end - mod_start), (r["rbx"], 52))
+
+
+
+# What skiff does on each kind of exit (README "Exit status"): vCPU 0's
+# exits scripted through the stand-in, the registers a write to the ports
+# the guest's own ACPI tables name.
+class Exits(SkiffUnderFakeKvm):
+    PVH = "exit_now.pvh.elf"
+
+    def exit_with(self, exits, *args):
+        status, _, stderr = run_skiff(self.PVH, "--memory", "size=128M", *args, exits=exits)
+        return status, stderr
+
+    def acpi(self):
+        """(sleep control port, S5 sleep type, reset port, reset value) from
+        the FADT and DSDT skiff gives the guest, found from hvm_start_info's
+        RSDP as a guest OS finds them."""
+        r = self.boot(self.PVH, "--memory", "size=128M", ram=True)
+        ram = r["ram"]
+        rsdp, = struct.unpack_from("<Q", ram.bytes(r["rbx"], 40), 0x20)
+        self.assertEqual(ram.bytes(rsdp, 8), b"RSD PTR ")
+        xsdt, = struct.unpack_from("<Q", ram.bytes(rsdp, 32), 24)
+        length, = struct.unpack_from("<I", ram.bytes(xsdt, 8), 4)
+        tables = {}
+        for (addr,) in struct.iter_unpack("<Q", ram.bytes(xsdt + 36, length - 36)):
+            tables[ram.bytes(addr, 4)] = addr
+        fadt = ram.bytes(tables[b"FACP"], 276)
+        # Generic Address Structures: space (1 = I/O), width, offset, access size, address.
+        reset_space, _, _, _, reset_port = struct.unpack_from("<BBBBQ", fadt, 116)
+        sleep_space, _, _, _, sleep_port = struct.unpack_from("<BBBBQ", fadt, 244)
+        self.assertEqual((reset_space, sleep_space), (1, 1), "reset and sleep control in I/O space")
+        dsdt_addr, = struct.unpack_from("<Q", fadt, 140)  # X_DSDT
+        dsdt = ram.bytes(dsdt_addr, struct.unpack_from("<I", ram.bytes(dsdt_addr, 8), 4)[0])
+        # Name(_S5_, Package(n) {type, ...}): PackageOp, 1-byte PkgLength,
+        # NumElements, then the type as BytePrefix n, ZeroOp or OneOp.
+        at = dsdt.index(b"_S5_\x12") + 7
+        s5 = dsdt[at + 1] if dsdt[at] == 0x0A else {0x00: 0, 0x01: 1}[dsdt[at]]
+        return sleep_port, s5, reset_port, fadt[128]
+
+    def test_a_triple_fault_is_a_guest_failure_with_the_registers_and_the_code_at_rip(self):
+        status, stderr = self.exit_with("shutdown")
+        self.assertEqual(status, 4, stderr)
+        self.assertIn("triple fault", stderr)
+        entry = struct.unpack_from("<I", [d for t, d in elf_notes(os.path.join(GUESTS, self.PVH)) if t == 18][0])[0]
+        self.assertIn(f"RIP={entry:016x}", stderr)
+        code = " ".join(f"{b:02x}" for b in elf_bytes_at(os.path.join(GUESTS, self.PVH), entry, 8))
+        self.assertIn(f"code at RIP (phys {entry:#x}): {code}", stderr)
+
+    def test_an_emulation_failure_is_a_guest_failure_naming_the_instruction_bytes(self):
+        status, stderr = self.exit_with("emulation")
+        self.assertEqual(status, 4, stderr)
+        self.assertIn("could not emulate an instruction", stderr)
+        self.assertIn("instruction bytes: 0f 0b", stderr)
+        self.assertIn("RIP=", stderr)
+
+    def test_the_debug_exit_port_gives_v_shifted_left_plus_one(self):
+        self.assertEqual(self.exit_with("io:0xf4:0x2a")[0], (0x2A << 1) | 1)
+
+    def test_the_i8042_reset_line_restarts_the_guest_and_no_reboot_exits_0(self):
+        # Restarted, the guest runs again and exits through the port.
+        status, stderr = self.exit_with("io:0x64:0xfe,io:0xf4:0x07", "-v")
+        self.assertEqual(status, 15, stderr)
+        self.assertIn("restarting", stderr)
+        self.assertEqual(self.exit_with("io:0x64:0xfe", "--no-reboot")[0], 0)
+
+    def test_the_fadt_reset_register_restarts_the_guest_and_s5_powers_off(self):
+        sleep_port, s5, reset_port, reset_value = self.acpi()
+        status, stderr = self.exit_with(f"io:{reset_port}:{reset_value},io:0xf4:0x03")
+        self.assertEqual(status, 7, stderr)
+        self.assertEqual(self.exit_with(f"io:{reset_port}:{reset_value}", "--no-reboot")[0], 0)
+        # SLP_EN (bit 5) with SLP_TYP (bits 2-4) = \_S5's value: off, status 0.
+        self.assertEqual(self.exit_with(f"io:{sleep_port}:{0x20 | s5 << 2}")[0], 0)
+        # Another sleep type is not S5: the guest goes on (to the exit port).
+        self.assertEqual(self.exit_with(f"io:{sleep_port}:{0x20 | ((s5 + 1) & 7) << 2},io:0xf4:0x01")[0], 3)
 
 
 if __name__ == "__main__":
