@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "base/fd.h"
+#include "base/full_pipe.h"
 
 namespace skiff::vhost_user {
 namespace {
@@ -57,24 +59,18 @@ TEST(VringWorker, WatchesABackendFdForWhatTheDeviceAsked) {
   // A pipe's write end watched for EPOLLOUT: full, it stays quiet; once the
   // reader makes room, the worker runs (as when a full tap can take frames
   // again).
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-  Fd rd(p[0]), wr(p[1]);
-  char block[4096] = {};
-  while (::write(wr.get(), block, sizeof block) > 0) {
-  }
-  ASSERT_EQ(errno, EAGAIN);
+  test_support::FullPipe pipe;
+  ASSERT_TRUE(pipe.fill()) << std::strerror(errno);
   Fd kick(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   ASSERT_TRUE(kick);
   std::atomic<int> runs{0};
-  const VringWorker::BackendFd backend[] = {{wr.get(), EPOLLOUT}};
+  const VringWorker::BackendFd backend[] = {{pipe.wr.get(), EPOLLOUT}};
   auto w = VringWorker::start(
       "test-q1", kick.get(), [&] { ++runs; }, backend);
   ASSERT_TRUE(w) << w.error().what();
   ASSERT_TRUE(grows_past(runs, 0));
   const int before = settled(runs);
-  while (::read(rd.get(), block, sizeof block) > 0) {
-  }
+  pipe.drain();
   EXPECT_TRUE(grows_past(runs, before)) << "room in the pipe did not wake the worker";
 }
 

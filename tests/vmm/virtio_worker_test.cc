@@ -12,7 +12,10 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
+
+#include "base/full_pipe.h"
 
 namespace skiff {
 namespace {
@@ -65,22 +68,17 @@ TEST(VirtioWorker, ABackendFdRunsItsQueueOncePerEdgeOfWhatItIsWatchedFor) {
   // full tap's tx queue): quiet while full; when the reader makes room,
   // queue 3 runs once, though the pipe stays writable (edge-triggered: a
   // level-triggered watch would run it over and over).
-  int p[2];
-  ASSERT_EQ(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-  Fd rd(p[0]), wr(p[1]);
-  char block[4096] = {};
-  while (::write(wr.get(), block, sizeof block) > 0) {
-  }
-  ASSERT_EQ(errno, EAGAIN);
+  test_support::FullPipe pipe;
+  ASSERT_TRUE(pipe.fill()) << std::strerror(errno);
   Fd kick = eventfd();
   ASSERT_TRUE(kick);
   Runs runs;
-  auto w = VirtioWorker::start("test-dev", {kick.get()}, {{wr.get(), 3, EPOLLOUT}}, runs.process());
+  auto w =
+      VirtioWorker::start("test-dev", {kick.get()}, {{pipe.wr.get(), 3, EPOLLOUT}}, runs.process());
   ASSERT_TRUE(w) << w.error().what();
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(runs.n[3].load(), 0) << "a full pipe is not writable";
-  while (::read(rd.get(), block, sizeof block) > 0) {
-  }
+  pipe.drain();
   ASSERT_TRUE(runs.grows_past(3, 0)) << "room in the pipe did not wake the worker";
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(runs.n[3].load(), 1);
