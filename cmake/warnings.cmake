@@ -14,6 +14,19 @@ function(skiff_library name)
 endfunction()
 
 # skiff_test(name SOURCES ... DEPS ...): a GoogleTest executable registered with CTest.
+# skiff_python_test(name MODULE m LABELS l TIMEOUT s): a Python unittest
+# module of the current source folder, run with SKIFF_BUILD_DIR set.
+function(skiff_python_test name)
+  cmake_parse_arguments(ARG "" "MODULE;TIMEOUT" "LABELS;ENVIRONMENT" ${ARGN})
+  find_package(Python3 COMPONENTS Interpreter REQUIRED)
+  add_test(NAME ${name}
+    COMMAND ${Python3_EXECUTABLE} -m unittest -v ${ARG_MODULE}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+  set(env SKIFF_BUILD_DIR=${CMAKE_BINARY_DIR} ${ARG_ENVIRONMENT})
+  set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    ENVIRONMENT "${env}")
+endfunction()
+
 function(skiff_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
