@@ -1,13 +1,10 @@
 #include "vmm/pci_devices.h"
 
-#include <pthread.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <thread>
 
 #include "arch/x86/layout.h"
 #include "arch/x86/pci_irq.h"
